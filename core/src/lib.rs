@@ -1,0 +1,28 @@
+//! `hive-core`: the BitTorrent protocol as pure, deterministic code.
+//!
+//! Nothing in this crate reads a clock, draws from a global RNG, touches a socket or a file,
+//! spawns, or blocks. Time comes in as [`time::Instant`] arguments, randomness from a seed
+//! ([`rng::Rng`]), bytes from the caller. `core/clippy.toml` bans the escape hatches
+//! (`Instant::now`, `HashMap`, `std::fs`, `std::net`, threads, locks) so that the promise is
+//! checked by `cargo clippy`, not by review alone.
+//!
+//! Layout: one module per codec or machine, each with its own error enum.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+// Input from peers and files must never panic the process: these lints make every unwrap,
+// expect and unchecked index in library code a compile error (tests may use them).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+
+pub mod bencode;
+pub mod rng;
+pub mod time;
