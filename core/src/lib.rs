@@ -28,3 +28,4 @@
 pub mod bencode;
 pub mod rng;
 pub mod time;
+pub mod tracker;
