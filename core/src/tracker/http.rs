@@ -29,10 +29,10 @@ use crate::bencode::{self, DecodeError, Limits, Value};
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HttpError {
     /// The announce URL is not `http://` or `https://` (UDP URLs go to [`super::udp`]).
-    #[error("tracker url scheme '{scheme}' is not http or https")]
+    #[error("tracker url '{url}' does not start with http:// or https://")]
     NotHttp {
-        /// What stood before `:` (at most 32 bytes of it).
-        scheme: String,
+        /// The URL (its first 64 characters).
+        url: String,
     },
     /// The announce URL holds an ASCII control character.
     #[error("tracker url has a control character at byte {offset}")]
@@ -116,9 +116,9 @@ fn split_url(url: &str) -> Result<SplitUrl<'_>, HttpError> {
             .is_some_and(|s| s.eq_ignore_ascii_case(prefix))
     });
     if !http {
-        let scheme = url.split(':').next().unwrap_or_default();
-        let scheme: String = scheme.chars().take(32).collect();
-        return Err(HttpError::NotHttp { scheme });
+        return Err(HttpError::NotHttp {
+            url: url.chars().take(64).collect(),
+        });
     }
     let without_fragment = url.split('#').next().unwrap_or_default();
     Ok(match without_fragment.split_once('?') {
@@ -557,7 +557,7 @@ mod tests {
         assert_eq!(
             write_announce_url(&mut out, "udp://t.example:80/announce", &request()),
             Err(HttpError::NotHttp {
-                scheme: "udp".into()
+                url: "udp://t.example:80/announce".into()
             })
         );
         assert_eq!(

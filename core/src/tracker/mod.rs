@@ -143,7 +143,7 @@ pub struct AnnounceResponse {
     pub incomplete: Option<u32>,
     /// Completed downloads ever, if the tracker said (HTTP `downloaded`, a common extension).
     pub downloaded: Option<u32>,
-    /// Usable, de-duplicated peer addresses, IPv4 first then IPv6, in tracker order.
+    /// Usable, de-duplicated peer addresses: `peers` then `peers6`, each in tracker order.
     pub peers: Vec<SocketAddr>,
     /// Peer entries dropped: malformed, unusable (port 0, unspecified or multicast address,
     /// host names), duplicates, a partial trailing compact entry, or beyond `max_peers`.
