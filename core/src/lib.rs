@@ -26,6 +26,8 @@
 #![cfg_attr(test, allow(clippy::disallowed_types))]
 
 pub mod bencode;
+pub mod magnet;
 pub mod rng;
 pub mod time;
+pub mod tracker;
 pub mod wire;
