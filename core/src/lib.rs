@@ -26,6 +26,7 @@
 #![cfg_attr(test, allow(clippy::disallowed_types))]
 
 pub mod bencode;
+pub mod create;
 pub mod piece_hash;
 pub mod rng;
 pub mod time;
