@@ -450,8 +450,9 @@ fn check_paths(files: &[FileEntry]) -> Result<(), CreateError> {
     Ok(())
 }
 
-/// Whether a tracker URL has a scheme Hive (and Transmission) can announce to and a host.
-fn valid_tracker(url: &str) -> bool {
+/// Whether a tracker URL has a scheme Hive (and Transmission) can announce to (`http`, `https`,
+/// `udp`) and a host; [`TorrentBuilder::build`] refuses any other.
+pub fn valid_tracker(url: &str) -> bool {
     if url
         .bytes()
         .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
