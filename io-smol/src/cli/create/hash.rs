@@ -76,8 +76,11 @@ pub fn hash_pieces(
     let mut done = 0u64;
     for r in results {
         for (index, hash) in r? {
-            let start = usize::try_from(index).unwrap_or(usize::MAX) * HASH_LEN;
-            if let Some(slot) = pieces.get_mut(start..start + HASH_LEN) {
+            let slot = usize::try_from(index)
+                .ok()
+                .and_then(|i| i.checked_mul(HASH_LEN))
+                .and_then(|start| pieces.get_mut(start..start.checked_add(HASH_LEN)?));
+            if let Some(slot) = slot {
                 slot.copy_from_slice(&hash);
                 done += 1;
             }
