@@ -26,7 +26,9 @@
 #![cfg_attr(test, allow(clippy::disallowed_types))]
 
 pub mod bencode;
+pub mod create;
 pub mod magnet;
+pub mod piece_hash;
 pub mod rng;
 pub mod time;
 pub mod tracker;
