@@ -26,6 +26,7 @@
 #![cfg_attr(test, allow(clippy::disallowed_types))]
 
 pub mod bencode;
+pub mod choker;
 pub mod limit;
 pub mod rate;
 pub mod rng;
