@@ -26,9 +26,12 @@
 #![cfg_attr(test, allow(clippy::disallowed_types))]
 
 pub mod bencode;
+pub mod choker;
 pub mod create;
+pub mod limit;
 pub mod magnet;
 pub mod piece_hash;
+pub mod rate;
 pub mod rng;
 pub mod time;
 pub mod tracker;
