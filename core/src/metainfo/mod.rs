@@ -45,7 +45,7 @@
 //! | case                                                   | decision | result / reason |
 //! |--------------------------------------------------------|----------|-----------------|
 //! | same raw path listed twice, same length                | rename   | second becomes `bar.1.txt` (libtorrent's duplicate_files.torrent) |
-//! | same raw path listed twice, different lengths          | reject   | [`MetainfoError::DuplicatePath`]: no single file can be both (Transmission's dup-files.torrent; also libtorrent's duplicate_files2) |
+//! | same raw path listed twice, different lengths (and the path names something) | reject | [`MetainfoError::DuplicatePath`]: no single file can be both (Transmission's dup-files.torrent; also libtorrent's duplicate_files2) |
 //! | names equal only after sanitising or case-folding       | rename   | `bar.1.txt`, `bar.2.txt`… the torrent itself is fine; a new name never takes one the torrent uses |
 //! | a file where another file needs a directory (`a` and `a/b`) | rename | the file becomes `a.1` |
 //! | more than [`MAX_RENAMES`] renames, or [`MAX_RENAME_TRIES`] names tried | reject | [`MetainfoError::TooManyDuplicates`]: bounds the work a hostile torrent can cause |
@@ -746,6 +746,8 @@ fn lay_out(
     raw: Vec<RawFile<'_>>,
 ) -> Result<Vec<FileEntry>, MetainfoError> {
     let mut files = Vec::with_capacity(raw.len());
+    // Whether the torrent gave the file a name that survived sanitising.
+    let mut named = Vec::with_capacity(raw.len());
     let mut offset: u64 = 0;
     for f in &raw {
         let mut path = vec![name.to_owned()];
@@ -755,6 +757,7 @@ fn lay_out(
             } else {
                 sanitize_path(&f.components)
             };
+            named.push(!rest.is_empty());
             if rest.is_empty() {
                 path.push("_".to_owned());
             } else {
@@ -783,7 +786,7 @@ fn lay_out(
         offset = offset.saturating_add(f.length);
     }
     if multi_file {
-        resolve_collisions(&mut files, &raw)?;
+        resolve_collisions(&mut files, &raw, &named)?;
     }
     Ok(files)
 }
@@ -794,7 +797,11 @@ fn folded(path: &[String]) -> Vec<String> {
 
 /// Renames files whose (case-folded) path is taken by an earlier file or is a directory of
 /// another file; refuses exact duplicates with different lengths. See the module doc.
-fn resolve_collisions(files: &mut [FileEntry], raw: &[RawFile<'_>]) -> Result<(), MetainfoError> {
+fn resolve_collisions(
+    files: &mut [FileEntry],
+    raw: &[RawFile<'_>],
+    named: &[bool],
+) -> Result<(), MetainfoError> {
     // Every directory some non-pad file needs, so that no file may take its name.
     let mut dirs: BTreeSet<Vec<String>> = BTreeSet::new();
     // Every name the torrent itself uses: a rename never takes one, so a real `bar.1.txt`
@@ -813,22 +820,29 @@ fn resolve_collisions(files: &mut [FileEntry], raw: &[RawFile<'_>]) -> Result<()
     let mut first_seen: BTreeMap<&[u8], (usize, u64)> = BTreeMap::new();
     let mut renames = 0usize;
     let mut tries = 0usize;
-    for (i, (f, r)) in files.iter_mut().zip(raw).enumerate() {
+    for (i, ((f, r), named)) in files.iter_mut().zip(raw).zip(named).enumerate() {
         if f.pad {
             continue;
         }
-        if let Some(&(first, first_length)) = first_seen.get(r.raw_path) {
-            if first_length != f.length {
-                return Err(MetainfoError::DuplicatePath {
-                    path: f.display_path(),
-                    first,
-                    first_length,
-                    second: i,
-                    second_length: f.length,
-                });
+        // A path that names nothing (all components empty, `.` or `..`) has no identity to
+        // contradict: such files are numbered like any collision (libtorrent's
+        // empty_path_multi.torrent loads).
+        if *named {
+            match first_seen.get(r.raw_path) {
+                Some(&(first, first_length)) if first_length != f.length => {
+                    return Err(MetainfoError::DuplicatePath {
+                        path: f.display_path(),
+                        first,
+                        first_length,
+                        second: i,
+                        second_length: f.length,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    first_seen.insert(r.raw_path, (i, f.length));
+                }
             }
-        } else {
-            first_seen.insert(r.raw_path, (i, f.length));
         }
         let mut key = folded(&f.path);
         if !dirs.contains(&key) && !taken.contains(&key) {
