@@ -599,7 +599,11 @@ fn parse_piece_length(dict: &Dict<'_>) -> Result<u64, MetainfoError> {
 fn parse_name<'a>(dict: &Dict<'a>) -> Result<&'a [u8], MetainfoError> {
     // `name.utf-8` (BitComet and others, for torrents whose `name` is in a legacy code page)
     // wins when it is a well-formed string, as in libtorrent.
-    if let Some(n) = dict.get(b"name.utf-8").and_then(Value::as_bytes) {
+    if let Some(n) = dict
+        .get(b"name.utf-8")
+        .and_then(Value::as_bytes)
+        .filter(|n| !n.is_empty())
+    {
         return Ok(n);
     }
     let v = dict.get(b"name").ok_or_else(|| missing("info.name"))?;
@@ -715,9 +719,10 @@ fn parse_file<'a>(i: usize, entry: &Value<'a>) -> Result<RawFile<'a>, MetainfoEr
     })
 }
 
+/// A non-empty list of byte strings (what a usable `path.utf-8` looks like).
 fn is_string_list(v: &Value<'_>) -> bool {
     v.as_list()
-        .is_some_and(|l| l.iter().all(|e| e.as_bytes().is_some()))
+        .is_some_and(|l| !l.is_empty() && l.iter().all(|e| e.as_bytes().is_some()))
 }
 
 fn string_list<'a>(v: &Value<'a>, key: &str) -> Result<Vec<&'a [u8]>, MetainfoError> {

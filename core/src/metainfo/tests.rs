@@ -453,6 +453,19 @@ fn utf8_variants_are_preferred() {
     ]);
     let m = Metainfo::from_bytes(&torrent(multi_info(vec![f], 5, 16))).unwrap();
     assert_eq!(m.files()[0].path(), ["top", "\u{e9}"]);
+    // Empty or malformed variants fall back to the plain keys.
+    let info = info_with(single_info(5, 16), "name.utf-8", Some(s("")));
+    assert_eq!(
+        Metainfo::from_bytes(&torrent(info)).unwrap().name(),
+        "file.bin"
+    );
+    let f = d(vec![
+        ("length", int(5)),
+        ("path", list(vec![s("p")])),
+        ("path.utf-8", list(vec![])),
+    ]);
+    let m = Metainfo::from_bytes(&torrent(multi_info(vec![f], 5, 16))).unwrap();
+    assert_eq!(m.files()[0].path(), ["top", "p"]);
 }
 
 #[test]
