@@ -30,6 +30,7 @@ pub mod choker;
 pub mod create;
 pub mod limit;
 pub mod magnet;
+pub mod metainfo;
 pub mod piece_hash;
 pub mod rate;
 pub mod rng;
