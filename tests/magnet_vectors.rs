@@ -23,7 +23,7 @@ fn archlinux_magnet_matches_its_torrent() {
     let root = bencode::decode_with(&torrent, Limits::lenient()).unwrap();
     let info = root.get(b"info").unwrap();
     let hash: [u8; 20] = Sha1::digest(info.raw).into();
-    assert_eq!(magnet.info_hash, hash);
+    assert_eq!(magnet.info_hash.0, hash);
     // What `transmission-show` printed for the torrent when this test was written.
     assert_eq!(
         magnet.info_hash_hex(),
@@ -56,5 +56,5 @@ fn archlinux_magnet_matches_transmission_show() {
         .expect("transmission-show prints a Hash: line");
     let uri = std::fs::read_to_string(dir.join(format!("{NAME}.magnet"))).unwrap();
     let magnet = Magnet::parse(uri.trim()).unwrap();
-    assert_eq!(hex(&magnet.info_hash), shown);
+    assert_eq!(hex(&magnet.info_hash.0), shown);
 }

@@ -21,6 +21,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+use crate::metainfo::InfoHash;
 use crate::tracker::http::percent_encode;
 
 /// Longest magnet link accepted (links with a hundred trackers are ~10 KB).
@@ -98,7 +99,7 @@ impl fmt::Display for PeerAddress {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Magnet {
     /// The v1 info hash.
-    pub info_hash: [u8; 20],
+    pub info_hash: InfoHash,
     /// `dn`: a name to show until the metadata arrives.
     pub display_name: Option<String>,
     /// `tr`: tracker URLs, in link order, without duplicates.
@@ -111,7 +112,7 @@ pub struct Magnet {
 
 impl Magnet {
     /// A magnet with only an info hash.
-    pub fn new(info_hash: [u8; 20]) -> Self {
+    pub fn new(info_hash: InfoHash) -> Self {
         Magnet {
             info_hash,
             display_name: None,
@@ -133,7 +134,7 @@ impl Magnet {
             .ok_or(MagnetError::NotMagnet)?;
         let mut info_hash: Option<[u8; 20]> = None;
         let mut saw_v2 = false;
-        let mut magnet = Magnet::new([0; 20]);
+        let mut magnet = Magnet::new(InfoHash([0; 20]));
         for param in query.split('&') {
             let (key, value) = param.split_once('=').unwrap_or((param, ""));
             let is = |name: &str| key.eq_ignore_ascii_case(name);
@@ -166,7 +167,7 @@ impl Magnet {
             }
         }
         magnet.info_hash = match info_hash {
-            Some(hash) => hash,
+            Some(hash) => InfoHash(hash),
             None if saw_v2 => return Err(MagnetError::V2Only),
             None => return Err(MagnetError::MissingInfoHash),
         };
@@ -175,12 +176,7 @@ impl Magnet {
 
     /// The info hash as 40 lowercase hex digits.
     pub fn info_hash_hex(&self) -> String {
-        let mut s = String::with_capacity(40);
-        for b in self.info_hash {
-            s.push(hex_lower(b >> 4));
-            s.push(hex_lower(b));
-        }
-        s
+        self.info_hash.to_string()
     }
 
     /// Appends the canonical link to `out`: `xt` (lowercase hex), then `dn`, every `tr`, `ws`
@@ -232,11 +228,6 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     head.eq_ignore_ascii_case(prefix)
         .then(|| s.get(prefix.len()..))
         .flatten()
-}
-
-fn hex_lower(nibble: u8) -> char {
-    let n = nibble & 0x0f;
-    char::from(if n < 10 { b'0' + n } else { b'a' + n - 10 })
 }
 
 fn hex_value(c: u8) -> Option<u8> {
@@ -335,9 +326,9 @@ mod tests {
             Magnet::parse("magnet:?xt=urn:btih:2E34989B1C60DF821B2D046C884D8F4D1858B97A").unwrap();
         let b32 = Magnet::parse("magnet:?xt=urn:btih:FY2JRGY4MDPYEGZNARWIQTMPJUMFROL2").unwrap();
         let lower = Magnet::parse("MAGNET:?XT=URN:BTIH:fy2jrgy4mdpyegznarwiqtmpjumfrol2").unwrap();
-        assert_eq!(hex.info_hash, ARCH);
-        assert_eq!(b32.info_hash, ARCH);
-        assert_eq!(lower.info_hash, ARCH);
+        assert_eq!(hex.info_hash.0, ARCH);
+        assert_eq!(b32.info_hash.0, ARCH);
+        assert_eq!(lower.info_hash.0, ARCH);
         let counting: [u8; 20] = core::array::from_fn(|i| i as u8);
         assert_eq!(
             decode_base32(b"AAAQEAYEAUDAOCAJBIFQYDIOB4IBCEQT"),
@@ -360,7 +351,7 @@ mod tests {
              &xt=urn:btmh:1220abcd&xl=123&so=0-3&&flag",
         )
         .unwrap();
-        assert_eq!(m.info_hash, ARCH);
+        assert_eq!(m.info_hash.0, ARCH);
         assert_eq!(m.display_name.as_deref(), Some("Arch Linux ✓"));
         assert_eq!(
             m.trackers,
@@ -434,7 +425,7 @@ mod tests {
         // Hybrid: btih + btmh is fine, and the same btih twice (in two spellings) too.
         let hybrid = "magnet:?xt=urn:btmh:1220aa&xt=urn:btih:2e34989b1c60df821b2d046c884d8f4d1858b97a\
                       &xt=urn:btih:FY2JRGY4MDPYEGZNARWIQTMPJUMFROL2";
-        assert_eq!(Magnet::parse(hybrid).unwrap().info_hash, ARCH);
+        assert_eq!(Magnet::parse(hybrid).unwrap().info_hash.0, ARCH);
     }
 
     #[test]
@@ -503,7 +494,7 @@ mod tests {
             peers in proptest::collection::vec(peer(), 0..5),
         ) -> Magnet {
             Magnet {
-                info_hash,
+                info_hash: InfoHash(info_hash),
                 display_name,
                 trackers: unique(trackers),
                 web_seeds: unique(web_seeds),

@@ -130,8 +130,29 @@ fn errors_name_the_problem() {
     );
     assert_clean_failure(&info(&[&vector("")]), 3, "cannot read");
     assert_clean_failure(
-        &info(&["magnet:?xt=urn:btih:2e34989b1c60df821b2d046c884d8f4d1858b97a"]),
-        2,
-        "magnet URIs are not supported by `info` yet",
+        &info(&["magnet:?xt=urn:btih:2e34989b1c60df82"]),
+        3,
+        "not a usable magnet URI",
     );
+}
+
+#[test]
+fn text_magnet() {
+    let uri = std::fs::read_to_string(vector(
+        "transmission/archlinux-2025.05.01-x86_64.iso.magnet",
+    ))
+    .expect("read the magnet vector");
+    insta::assert_snapshot!(stdout_of(&[uri.trim()]));
+}
+
+#[test]
+fn json_magnet() {
+    let out = stdout_of(&[
+        "--json",
+        "magnet:?xt=urn:btih:2e34989b1c60df821b2d046c884d8f4d1858b97a&dn=x%22y&tr=udp%3A%2F%2Ft.example%3A80",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+    assert_eq!(v["info_hash"], "2e34989b1c60df821b2d046c884d8f4d1858b97a");
+    assert_eq!(v["name"], "x\"y");
+    assert_eq!(v["trackers"][0][0], "udp://t.example:80");
 }

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::io::{Read, Write as _};
 use std::path::PathBuf;
 
+use hive_core::magnet::Magnet;
 use hive_core::metainfo::{FileEntry, MAX_METAINFO_BYTES, Metainfo};
 
 use super::CliError;
@@ -25,15 +26,18 @@ pub struct InfoArgs {
 
 /// Runs `hive-smol info`.
 pub fn run(args: &InfoArgs) -> Result<(), CliError> {
-    if args.torrent.to_str().is_some_and(|s| {
+    if let Some(uri) = args.torrent.to_str().filter(|s| {
         s.get(..7)
             .is_some_and(|p| p.eq_ignore_ascii_case("magnet:"))
     }) {
-        // magnet: wired in by the lead (core/src/magnet.rs parses the URI; show its info hash,
-        // name, trackers and web seeds here, in the same text and JSON shapes).
-        return Err(CliError::Usage(
-            "magnet URIs are not supported by `info` yet; give a .torrent file".into(),
-        ));
+        let magnet = Magnet::parse(uri)
+            .map_err(|e| CliError::Input(format!("not a usable magnet URI: {e}")))?;
+        let out = if args.json {
+            render_magnet_json(&magnet)
+        } else {
+            render_magnet_text(&magnet)
+        };
+        return print(&out);
     }
     let bytes = read_torrent(&args.torrent)?;
     let meta = Metainfo::from_bytes(&bytes).map_err(|e| {
@@ -47,6 +51,10 @@ pub fn run(args: &InfoArgs) -> Result<(), CliError> {
     } else {
         render_text(&meta)
     };
+    print(&out)
+}
+
+fn print(out: &str) -> Result<(), CliError> {
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(out.as_bytes())
@@ -224,6 +232,65 @@ pub fn render_text(m: &Metainfo) -> String {
             file_flags(f)
         );
     }
+    o
+}
+
+/// What `hive-smol info` shows for a magnet URI: only what the link itself carries (the
+/// metadata, with sizes and files, comes from peers once downloading starts, BEP 9).
+pub fn render_magnet_text(m: &Magnet) -> String {
+    let mut o = String::new();
+    let name = m.display_name.as_deref().unwrap_or("(not given)");
+    let _ = writeln!(o, "Name:         {}", display_text(name, ""));
+    let _ = writeln!(o, "Info hash:    {}", m.info_hash);
+    let _ = writeln!(
+        o,
+        "Format:       magnet link (size and files arrive with the metadata)"
+    );
+    let _ = writeln!(o, "\nTrackers:");
+    if m.trackers.is_empty() {
+        let _ = writeln!(o, "  none");
+    }
+    for (i, url) in m.trackers.iter().enumerate() {
+        // A magnet's `tr` parameters are independent trackers: one tier each (BEP 9, BEP 12).
+        let _ = writeln!(
+            o,
+            "  {:<8}  {}",
+            format!("tier {}", i + 1),
+            display_text(url, "")
+        );
+    }
+    let _ = writeln!(o, "\nWeb seeds:");
+    if m.web_seeds.is_empty() {
+        let _ = writeln!(o, "  none");
+    }
+    for url in &m.web_seeds {
+        let _ = writeln!(o, "  {}", display_text(url, ""));
+    }
+    if !m.peers.is_empty() {
+        let _ = writeln!(o, "\nPeers:");
+        for p in &m.peers {
+            let _ = writeln!(o, "  {p}");
+        }
+    }
+    o
+}
+
+/// The JSON object printed by `hive-smol info --json` for a magnet URI.
+pub fn render_magnet_json(m: &Magnet) -> String {
+    let peers: Vec<String> = m.peers.iter().map(ToString::to_string).collect();
+    let trackers: Vec<String> = m
+        .trackers
+        .iter()
+        .map(|t| json_str_list(std::slice::from_ref(t)))
+        .collect();
+    let mut o = String::from("{");
+    let _ = write!(o, "\"name\":{}", json_opt_str(m.display_name.as_deref()));
+    let _ = write!(o, ",\"info_hash\":\"{}\"", m.info_hash);
+    let _ = write!(o, ",\"magnet\":true");
+    let _ = write!(o, ",\"trackers\":[{}]", trackers.join(","));
+    let _ = write!(o, ",\"web_seeds\":{}", json_str_list(&m.web_seeds));
+    let _ = write!(o, ",\"peers\":{}", json_str_list(&peers));
+    o.push_str("}\n");
     o
 }
 
