@@ -26,5 +26,6 @@
 #![cfg_attr(test, allow(clippy::disallowed_types))]
 
 pub mod bencode;
+pub mod bitfield;
 pub mod rng;
 pub mod time;
