@@ -27,5 +27,6 @@
 
 pub mod bencode;
 pub mod bitfield;
+pub mod picker;
 pub mod rng;
 pub mod time;
