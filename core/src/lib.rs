@@ -26,11 +26,13 @@
 #![cfg_attr(test, allow(clippy::disallowed_types))]
 
 pub mod bencode;
+pub mod bitfield;
 pub mod choker;
 pub mod create;
 pub mod limit;
 pub mod magnet;
 pub mod metainfo;
+pub mod picker;
 pub mod piece_hash;
 pub mod rate;
 pub mod rng;

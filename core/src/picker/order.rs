@@ -1,0 +1,146 @@
+//! Availability buckets for one priority level, in the spirit of libtorrent's `piece_picker`
+//! (`m_pieces` sorted by priority with `m_priority_boundaries`).
+//!
+//! `buckets[b]` holds the level's untouched pieces that `b` non-seed peers have, in a random
+//! order; `pos[piece]` (owned by the picker, shared by all levels) is the piece's index inside
+//! its bucket, and the picker's `avail[piece]` says which bucket. The level's *order* is the
+//! buckets concatenated: rarest first, ties in the bucket's random order.
+//!
+//! Every operation is O(1): removal is a `swap_remove` (the bucket's last piece takes the hole,
+//! which keeps the bucket a random permutation), insertion pushes and then swaps with a random
+//! member (seeded RNG, so reproducible), and an availability change is a removal plus an
+//! insertion in the neighbouring bucket. libtorrent keeps one array with boundaries instead,
+//! where removing a piece cascades through every bucket above it (O(buckets)); that cascade
+//! was the largest cost of a pick here.
+//!
+//! Empty buckets are kept (they cost a `Vec` header each); their number is bounded by the
+//! largest availability seen, i.e. by the number of peers.
+
+use crate::rng::Rng;
+
+/// Marker for "not in any order" in the `pos` array.
+pub(super) const NONE: u32 = u32::MAX;
+
+/// The untouched pieces of one priority level, bucketed by availability.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub(super) struct Level {
+    buckets: Vec<Vec<u32>>,
+    len: usize,
+}
+
+fn set_pos(pos: &mut [u32], piece: u32, at: usize) {
+    if let Some(p) = pos.get_mut(piece as usize) {
+        *p = at as u32;
+    }
+}
+
+impl Level {
+    /// Number of pieces in the level.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The buckets, rarest first (for walking the order).
+    pub(super) fn buckets(&self) -> &[Vec<u32>] {
+        &self.buckets
+    }
+
+    /// Adds `piece` to bucket `b` at a random place within the bucket.
+    pub(super) fn insert(&mut self, piece: u32, b: usize, pos: &mut [u32], rng: &mut Rng) {
+        if self.buckets.len() <= b {
+            self.buckets.resize_with(b + 1, Vec::new);
+        }
+        let Some(bucket) = self.buckets.get_mut(b) else {
+            return;
+        };
+        let i = bucket.len();
+        bucket.push(piece);
+        let j = rng.index(i + 1);
+        bucket.swap(i, j);
+        if let Some(&other) = bucket.get(i) {
+            set_pos(pos, other, i);
+        }
+        set_pos(pos, piece, j);
+        self.len += 1;
+    }
+
+    /// Removes `piece`, which is in bucket `b`.
+    pub(super) fn remove(&mut self, piece: u32, b: usize, pos: &mut [u32]) {
+        let Some(&at) = pos.get(piece as usize) else {
+            return;
+        };
+        let Some(bucket) = self.buckets.get_mut(b) else {
+            return;
+        };
+        let i = at as usize;
+        if bucket.get(i) != Some(&piece) {
+            debug_assert!(false, "piece {piece} not at {i} of bucket {b}");
+            return;
+        }
+        bucket.swap_remove(i);
+        if let Some(&moved) = bucket.get(i) {
+            set_pos(pos, moved, i);
+        }
+        set_pos(pos, piece, NONE as usize);
+        self.len -= 1;
+    }
+
+    /// Moves `piece` from bucket `from` to bucket `to`.
+    pub(super) fn shift(
+        &mut self,
+        piece: u32,
+        from: usize,
+        to: usize,
+        pos: &mut [u32],
+        rng: &mut Rng,
+    ) {
+        self.remove(piece, from, pos);
+        self.insert(piece, to, pos, rng);
+    }
+
+    /// Builds bucket 0 from `pieces`, shuffled; the level must be empty.
+    pub(super) fn fill_unavailable(
+        &mut self,
+        mut pieces: Vec<u32>,
+        pos: &mut [u32],
+        rng: &mut Rng,
+    ) {
+        rng.shuffle(&mut pieces);
+        for (i, &p) in pieces.iter().enumerate() {
+            set_pos(pos, p, i);
+        }
+        self.len = pieces.len();
+        self.buckets = vec![pieces];
+    }
+
+    /// Checks the level against `avail`/`pos`; `in_level(p)` says which pieces belong here.
+    pub(super) fn check(
+        &self,
+        avail: &[u32],
+        pos: &[u32],
+        mut in_level: impl FnMut(u32) -> bool,
+    ) -> Result<usize, String> {
+        let mut total = 0;
+        for (b, bucket) in self.buckets.iter().enumerate() {
+            for (i, &p) in bucket.iter().enumerate() {
+                if pos.get(p as usize) != Some(&(i as u32)) {
+                    return Err(format!(
+                        "piece {p} at {b}/{i} but pos says {:?}",
+                        pos.get(p as usize)
+                    ));
+                }
+                if avail.get(p as usize) != Some(&(b as u32)) {
+                    return Err(format!("piece {p} in bucket {b} but availability differs"));
+                }
+                if !in_level(p) {
+                    return Err(format!("piece {p} should not be in this level"));
+                }
+            }
+            total += bucket.len();
+        }
+        if total != self.len {
+            return Err(format!("level len {} but buckets hold {total}", self.len));
+        }
+        Ok(total)
+    }
+}
