@@ -65,7 +65,7 @@ impl Sim {
                             self.queues[c.0 as usize].retain(|x| *x != b);
                         }
                         if piece_complete {
-                            self.picker.piece_verified(b.piece, true).unwrap();
+                            self.picker.piece_verified(b.index, true).unwrap();
                         }
                     }
                     other => panic!("{b:?}: {other:?}"),
@@ -83,7 +83,7 @@ impl Sim {
             self.picked += n as u64;
             for b in &self.out {
                 // FNV-1a over the picks: fast and naive must agree exactly.
-                for x in [b.piece, b.offset] {
+                for x in [b.index, b.begin] {
                     self.trace = (self.trace ^ u64::from(x)).wrapping_mul(0x100_0000_01b3);
                 }
             }

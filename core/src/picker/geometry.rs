@@ -101,8 +101,8 @@ impl Geometry {
             return None;
         }
         Some(BlockRequest {
-            piece,
-            offset,
+            index: piece,
+            begin: offset,
             length: (size - offset).min(BLOCK_SIZE),
         })
     }
@@ -110,11 +110,11 @@ impl Geometry {
     /// The block index of `req` if it is exactly one of this torrent's blocks (aligned offset,
     /// exact length); `None` for anything else, e.g. a malformed `piece` message from a peer.
     pub fn block_index(&self, req: &BlockRequest) -> Option<u32> {
-        if req.offset % BLOCK_SIZE != 0 {
+        if req.begin % BLOCK_SIZE != 0 {
             return None;
         }
-        let index = req.offset / BLOCK_SIZE;
-        (self.block(req.piece, index)? == *req).then_some(index)
+        let index = req.begin / BLOCK_SIZE;
+        (self.block(req.index, index)? == *req).then_some(index)
     }
 
     /// The pieces overlapping bytes `offset..offset + len` of the torrent (empty for `len == 0`).

@@ -222,16 +222,9 @@ impl Default for PickerConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PeerKey(pub u32);
 
-/// One block, in the form of BEP 3's `request`/`piece`/`cancel` messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct BlockRequest {
-    /// Piece index.
-    pub piece: u32,
-    /// Byte offset in the piece (a multiple of [`BLOCK_SIZE`]).
-    pub offset: u32,
-    /// Length: [`BLOCK_SIZE`], or less for the last block of a piece.
-    pub length: u32,
-}
+/// One block, as the wire names it (BEP 3 `request`/`piece`/`cancel`): the picker and the
+/// peer connection share one type, so requests pass between them without conversion.
+pub use crate::wire::BlockRequest;
 
 /// A small set of peers (at most [`MAX_REQUESTERS`]), e.g. the peers to send `cancel` to.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
@@ -1313,7 +1306,7 @@ impl Picker {
         let Some(b) = self.geo.block_index(&block) else {
             return BlockOutcome::Invalid;
         };
-        let piece = block.piece;
+        let piece = block.index;
         let slot = match at(&self.state, piece) {
             Some(PieceState::Downloading(slot)) => slot,
             Some(PieceState::Missing) => return BlockOutcome::Unrequested,
@@ -1355,7 +1348,7 @@ impl Picker {
         let Some(b) = self.geo.block_index(&block) else {
             return false;
         };
-        let Some(PieceState::Downloading(slot)) = at(&self.state, block.piece) else {
+        let Some(PieceState::Downloading(slot)) = at(&self.state, block.index) else {
             return false;
         };
         let requested = self
@@ -1367,7 +1360,7 @@ impl Picker {
             return false;
         }
         let r = BlockRef {
-            piece: block.piece,
+            piece: block.index,
             block: b,
         };
         Self::forget_request(&mut self.peers, peer, r);

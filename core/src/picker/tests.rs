@@ -45,7 +45,7 @@ fn pick(p: &mut Picker, peer: u32, max: usize) -> Vec<BlockRequest> {
 }
 
 fn pieces(reqs: &[BlockRequest]) -> Vec<u32> {
-    let mut v: Vec<u32> = reqs.iter().map(|r| r.piece).collect();
+    let mut v: Vec<u32> = reqs.iter().map(|r| r.index).collect();
     v.dedup();
     v
 }
@@ -58,7 +58,7 @@ fn deliver(p: &mut Picker, peer: u32, reqs: &[BlockRequest]) {
                 piece_complete: true,
                 ..
             } => {
-                assert_eq!(p.piece_verified(r.piece, true), Ok(VerifyOutcome::Passed));
+                assert_eq!(p.piece_verified(r.index, true), Ok(VerifyOutcome::Passed));
             }
             BlockOutcome::Accepted { .. } => {}
             other => panic!("{r:?}: {other:?}"),
@@ -79,8 +79,8 @@ fn geometry_short_last_piece_and_block() {
     assert_eq!(
         g.block(3, 0),
         Some(BlockRequest {
-            piece: 3,
-            offset: 0,
+            index: 3,
+            begin: 0,
             length: 1696
         })
     );
@@ -88,8 +88,8 @@ fn geometry_short_last_piece_and_block() {
     assert_eq!(
         g.block(2, 1),
         Some(BlockRequest {
-            piece: 2,
-            offset: 16384,
+            index: 2,
+            begin: 16384,
             length: 16384
         })
     );
@@ -100,21 +100,15 @@ fn geometry_short_last_piece_and_block() {
     assert_eq!(g.block(2, 1).map(|b| b.length), Some(20_000 - 16384));
     // Validation of incoming blocks.
     let ok = BlockRequest {
-        piece: 0,
-        offset: 16384,
+        index: 0,
+        begin: 16384,
         length: 16384,
     };
     assert_eq!(g.block_index(&ok), Some(1));
-    assert_eq!(g.block_index(&BlockRequest { offset: 1, ..ok }), None);
+    assert_eq!(g.block_index(&BlockRequest { begin: 1, ..ok }), None);
     assert_eq!(g.block_index(&BlockRequest { length: 1, ..ok }), None);
-    assert_eq!(g.block_index(&BlockRequest { piece: 3, ..ok }), None);
-    assert_eq!(
-        g.block_index(&BlockRequest {
-            offset: 49152,
-            ..ok
-        }),
-        None
-    );
+    assert_eq!(g.block_index(&BlockRequest { index: 3, ..ok }), None);
+    assert_eq!(g.block_index(&BlockRequest { begin: 49152, ..ok }), None);
     assert_eq!(g.pieces_for_bytes(0, 40_000), 0..1);
     assert_eq!(g.pieces_for_bytes(39_999, 2), 0..2);
     assert_eq!(g.pieces_for_bytes(80_000, 100), 2..3);
@@ -150,8 +144,8 @@ fn downloads_last_short_piece_exactly() {
     assert_eq!(
         all.last(),
         Some(&BlockRequest {
-            piece: 3,
-            offset: 0,
+            index: 3,
+            begin: 0,
             length: 1696
         })
     );
@@ -212,7 +206,7 @@ fn seeded_tie_break_is_deterministic() {
         let mut p = small(64, cfg_rarest(), seed);
         p.peer_have_all(PeerKey(1));
         (0..20)
-            .map(|_| pick(&mut p, 1, 1)[0].piece)
+            .map(|_| pick(&mut p, 1, 1)[0].index)
             .collect::<Vec<_>>()
     };
     assert_eq!(run(1), run(1));
@@ -274,7 +268,7 @@ fn initial_random_then_rarest() {
                 p.peer_have_all(PeerKey(0));
                 let others: Vec<u32> = (1..16).collect();
                 p.peer_bitfield(PeerKey(1), &bits(16, &others)).unwrap();
-                pick(&mut p, 0, 1)[0].piece
+                pick(&mut p, 0, 1)[0].index
             })
             .collect::<Vec<_>>()
     };
@@ -298,12 +292,12 @@ fn initial_random_then_rarest() {
     while done < 2 {
         let got = pick(&mut p, 0, 1);
         deliver(&mut p, 0, &got);
-        if got[0].piece == 0 {
+        if got[0].index == 0 {
             return; // got the rare piece by chance: nothing more to show for this seed
         }
         done += 1;
     }
-    assert_eq!(pick(&mut p, 0, 1)[0].piece, 0);
+    assert_eq!(pick(&mut p, 0, 1)[0].index, 0);
 }
 
 #[test]
@@ -329,7 +323,7 @@ fn never_picks_a_piece_the_peer_lacks() {
         if got.is_empty() {
             break;
         }
-        assert!(got.iter().all(|b| b.piece % 2 == 0), "{got:?}");
+        assert!(got.iter().all(|b| b.index % 2 == 0), "{got:?}");
         seen += got.len();
         deliver(&mut p, 1, &got);
     }
@@ -368,7 +362,7 @@ fn priorities_and_skips() {
     assert_eq!(p.wanted_count(), 5);
     assert_eq!(p.set_piece_priority(1, 8), Err(PickerError::BadPriority(8)));
     let order: Vec<u32> = (0..6)
-        .filter_map(|_| pick(&mut p, 1, 1).first().map(|b| b.piece))
+        .filter_map(|_| pick(&mut p, 1, 1).first().map(|b| b.index))
         .collect();
     // 2 (prio 7), then prio 4 rarest first: 7, then 1 and 4 (tied), then 5 (prio 1).
     assert_eq!(order.len(), 5);
@@ -506,7 +500,7 @@ fn timeout_reissues_to_another_peer() {
     assert_eq!(p.peer_choked(PeerKey(1)), 2);
     check(&p);
     assert_eq!(
-        p.piece_status(got[0].piece),
+        p.piece_status(got[0].index),
         Some(PieceStatus::Downloading {
             free: 3,
             requested: 0,
@@ -521,12 +515,12 @@ fn block_outcomes_for_bad_input() {
     p.peer_have_all(PeerKey(1));
     let got = pick(&mut p, 1, 1)[0];
     let bad = [
-        BlockRequest { offset: 1, ..got },
+        BlockRequest { begin: 1, ..got },
         BlockRequest { length: 5, ..got },
-        BlockRequest { piece: 4, ..got },
+        BlockRequest { index: 4, ..got },
         BlockRequest {
-            piece: u32::MAX,
-            offset: u32::MAX,
+            index: u32::MAX,
+            begin: u32::MAX,
             length: u32::MAX,
         },
     ];
@@ -534,7 +528,7 @@ fn block_outcomes_for_bad_input() {
         assert_eq!(p.block_received(PeerKey(1), b), BlockOutcome::Invalid);
         assert!(!p.request_timed_out(PeerKey(1), b));
     }
-    let other = (0..4).find(|&i| i != got.piece).unwrap();
+    let other = (0..4).find(|&i| i != got.index).unwrap();
     let other_block = p.geometry().block(other, 0).unwrap();
     assert_eq!(
         p.block_received(PeerKey(1), other_block),
@@ -544,8 +538,8 @@ fn block_outcomes_for_bad_input() {
     deliver(&mut p, 1, &[got]);
     assert_eq!(p.block_received(PeerKey(1), got), BlockOutcome::Duplicate);
     assert_eq!(
-        p.piece_verified(got.piece, true),
-        Err(PickerError::NotVerifying(got.piece))
+        p.piece_verified(got.index, true),
+        Err(PickerError::NotVerifying(got.index))
     );
     assert_eq!(
         p.peer_have(PeerKey(1), 4),
@@ -574,7 +568,7 @@ fn hash_failure_redownload_and_ban() {
     let a = pick(&mut p, 1, 1);
     let b = pick(&mut p, 2, 1);
     assert_eq!(pieces(&a), pieces(&b));
-    let piece = a[0].piece;
+    let piece = a[0].index;
     assert!(matches!(
         p.block_received(PeerKey(1), a[0]),
         BlockOutcome::Accepted {
@@ -666,7 +660,7 @@ fn mark_have_drops_requests() {
     let mut p = Picker::new(2, 32 * KIB, 65536, cfg_rarest(), Rng::new(1)).unwrap();
     p.peer_have_all(PeerKey(1));
     let got = pick(&mut p, 1, 1);
-    p.mark_have(got[0].piece).unwrap();
+    p.mark_have(got[0].index).unwrap();
     check(&p);
     assert_eq!(p.outstanding(PeerKey(1)), 0);
     assert_eq!(
@@ -744,7 +738,7 @@ fn simulated_download_fast_matches_naive() {
                     } = fast.block_received(peer, *r)
                     {
                         let ok = rng.below(20) != 0;
-                        fast.piece_verified(r.piece, ok).unwrap();
+                        fast.piece_verified(r.index, ok).unwrap();
                     }
                 }
             }
@@ -852,8 +846,8 @@ fn apply(p: &mut Picker, op: &Op) {
             let before = p.outstanding(PeerKey(k));
             let mut naive = p.clone();
             let mut out = vec![BlockRequest {
-                piece: 9,
-                offset: 9,
+                index: 9,
+                begin: 9,
                 length: 9,
             }];
             let got = p.pick(PeerKey(k), max, &mut out);
@@ -866,20 +860,20 @@ fn apply(p: &mut Picker, op: &Op) {
             assert_eq!(p.outstanding(PeerKey(k)), before + got);
             for b in out.iter().skip(1) {
                 assert!(
-                    p.peer_has(PeerKey(k), b.piece),
+                    p.peer_has(PeerKey(k), b.index),
                     "picked a piece the peer lacks"
                 );
                 assert!(
-                    p.piece_priority(b.piece).unwrap() > 0,
+                    p.piece_priority(b.index).unwrap() > 0,
                     "picked a skipped piece"
                 );
                 assert!(p.geometry().block_index(b).is_some());
                 if !p.in_endgame() {
                     // Outside endgame every block has a single requester.
-                    let Some(PieceState::Downloading(slot)) = at(&p.state, b.piece) else {
+                    let Some(PieceState::Downloading(slot)) = at(&p.state, b.index) else {
                         panic!("picked piece not downloading");
                     };
-                    let blk = p.downloads[slot as usize].blocks[(b.offset / BLOCK_SIZE) as usize];
+                    let blk = p.downloads[slot as usize].blocks[(b.begin / BLOCK_SIZE) as usize];
                     assert!(
                         matches!(blk, Block::Requested(s) if s.len() == 1),
                         "{blk:?}"
@@ -902,8 +896,8 @@ fn apply(p: &mut Picker, op: &Op) {
         }
         Op::ReceiveRaw(k, piece, b) => {
             let req = p.geometry().block(piece, b).unwrap_or(BlockRequest {
-                piece,
-                offset: b * BLOCK_SIZE,
+                index: piece,
+                begin: b * BLOCK_SIZE,
                 length: BLOCK_SIZE,
             });
             p.block_received(PeerKey(k), req);
@@ -976,7 +970,7 @@ proptest! {
             p.pick(seed_peer, 4, &mut out);
             for r in &out {
                 if let BlockOutcome::Accepted { piece_complete: true, .. } = p.block_received(seed_peer, *r) {
-                    p.piece_verified(r.piece, true).unwrap();
+                    p.piece_verified(r.index, true).unwrap();
                 }
             }
             if out.is_empty() {
