@@ -27,6 +27,7 @@
 
 pub mod bencode;
 pub mod magnet;
+pub mod peer_list;
 pub mod rng;
 pub mod time;
 pub mod tracker;
