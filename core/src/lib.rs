@@ -25,6 +25,7 @@
 // proptest's macros build `Arc`s internally; the ban is for the core's own state.
 #![cfg_attr(test, allow(clippy::disallowed_types))]
 
+pub mod announce;
 pub mod bencode;
 pub mod magnet;
 pub mod peer_list;
