@@ -25,6 +25,7 @@
 // proptest's macros build `Arc`s internally; the ban is for the core's own state.
 #![cfg_attr(test, allow(clippy::disallowed_types))]
 
+pub mod announce;
 pub mod bencode;
 pub mod bitfield;
 pub mod choker;
@@ -32,6 +33,7 @@ pub mod create;
 pub mod limit;
 pub mod magnet;
 pub mod metainfo;
+pub mod peer_list;
 pub mod picker;
 pub mod piece_hash;
 pub mod rate;
