@@ -26,6 +26,7 @@
 #![cfg_attr(test, allow(clippy::disallowed_types))]
 
 pub mod bencode;
+pub mod bitfield;
 pub mod choker;
 pub mod create;
 pub mod limit;
