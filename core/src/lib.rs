@@ -31,6 +31,7 @@ pub mod choker;
 pub mod create;
 pub mod limit;
 pub mod magnet;
+pub mod peer;
 pub mod piece_hash;
 pub mod rate;
 pub mod rng;
