@@ -33,6 +33,7 @@ pub mod create;
 pub mod limit;
 pub mod magnet;
 pub mod metainfo;
+pub mod peer;
 pub mod peer_list;
 pub mod picker;
 pub mod piece_hash;

@@ -1,0 +1,92 @@
+//! The bounded per-connection send buffer.
+
+use crate::wire::{Message, encode_piece_header};
+
+/// Bytes encoded for the socket and not yet handed to it. `buf[start..]` is pending; the
+/// consumed prefix is dropped lazily so that partial socket writes cost no copy.
+#[derive(Clone, Debug, Default)]
+pub(super) struct SendBuffer {
+    buf: Vec<u8>,
+    start: usize,
+    max: usize,
+}
+
+/// The buffer would exceed its bound; nothing was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Full {
+    pub limit: usize,
+}
+
+impl SendBuffer {
+    pub fn new(max: usize) -> Self {
+        SendBuffer {
+            buf: Vec::new(),
+            start: 0,
+            max: max.max(1),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    pub fn pending(&self) -> &[u8] {
+        self.buf.get(self.start..).unwrap_or_default()
+    }
+
+    fn make_room(&mut self, needed: usize) -> Result<(), Full> {
+        if self.len().saturating_add(needed) > self.max {
+            return Err(Full { limit: self.max });
+        }
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start >= 64 * 1024 && self.start * 2 >= self.buf.len() {
+            // Amortised: the moved tail is at most as long as the consumed prefix.
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        Ok(())
+    }
+
+    pub fn push(&mut self, msg: &Message<'_>) -> Result<(), Full> {
+        self.make_room(msg.encoded_len())?;
+        // Encoding into a Vec cannot fail for our message sizes (bounded by `max`).
+        msg.encode(&mut self.buf)
+            .map_err(|_| Full { limit: self.max })
+    }
+
+    pub fn push_piece(&mut self, index: u32, begin: u32, data: &[u8]) -> Result<(), Full> {
+        self.make_room(data.len().saturating_add(crate::wire::PIECE_HEADER_LEN))?;
+        encode_piece_header(&mut self.buf, index, begin, data.len())
+            .map_err(|_| Full { limit: self.max })?;
+        self.buf.extend_from_slice(data);
+        Ok(())
+    }
+
+    pub fn push_raw(&mut self, bytes: &[u8]) -> Result<(), Full> {
+        self.make_room(bytes.len())?;
+        self.buf.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Marks `n` pending bytes as written to the socket (clamped to what is pending).
+    pub fn advance(&mut self, n: usize) -> usize {
+        let n = n.min(self.len());
+        self.start += n;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+        n
+    }
+
+    /// Appends every pending byte to `out` and empties the buffer.
+    pub fn drain_into(&mut self, out: &mut Vec<u8>) -> usize {
+        let n = self.len();
+        out.extend_from_slice(self.pending());
+        self.buf.clear();
+        self.start = 0;
+        n
+    }
+}
