@@ -39,6 +39,7 @@ pub mod picker;
 pub mod piece_hash;
 pub mod rate;
 pub mod rng;
+pub mod session;
 pub mod time;
 pub mod tracker;
 pub mod wire;

@@ -1,0 +1,1696 @@
+//! The `Session`: the one object a driver (`hive-smol`, `hive-sim`, a test) drives.
+//!
+//! It owns every torrent and connection and ties the inner machines together: the peer
+//! connections ([`crate::peer`]), the piece picker ([`crate::picker`]), the choker
+//! ([`crate::choker`]), the tracker announcer ([`crate::announce`]) and the known-peer list
+//! ([`crate::peer_list`]). It never does I/O: it asks for it through [`Output`]s and learns the
+//! results through [`Input`]s.
+//!
+//! # The drain contract
+//!
+//! ```text
+//! let mut session = Session::new(config, seed, now);
+//! session.add_torrent(now, metainfo, pieces_on_disk)?;      // commands are methods
+//! loop {
+//!     loop {                                                  // drain
+//!         match session.poll_output() {
+//!             Output::Timeout(deadline) => { next = deadline; break }
+//!             Output::Transmit(conn) => { session.poll_transmit(conn, &mut buf); send(buf) }
+//!             other => carry_out(other),
+//!         }
+//!     }
+//!     let (now, input) = wait_for_input_or(next);            // Input::Timeout when it passes
+//!     session.handle_input(now, input)?;
+//! }
+//! ```
+//!
+//! Feed one input (or command), then drain [`Session::poll_output`] until it returns
+//! [`Output::Timeout`]; that deadline is when to feed [`Input::Timeout`] if nothing else happens
+//! first. Misuse is an [`SessionError`], never undefined behaviour: an input before the previous
+//! outputs were drained, time going backwards, a connection or torrent id never issued. Inputs
+//! for connections the Session already closed (a race the driver cannot avoid) are ignored.
+//!
+//! A misbehaving peer is never an error for the driver: its connection is closed with a
+//! reason ([`Output::Close`], [`Event::PeerLeft`]).
+//!
+//! The torrent-level invariants are written down in `torrent.rs`.
+
+mod torrent;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::Bytes;
+
+use crate::announce::{Action, AnnounceStats, Announcer, Outcome};
+use crate::bitfield::Bitfield;
+use crate::choker::{ChokeDecision, Choker, Mode, PeerStats};
+use crate::limit::TokenBucket;
+use crate::metainfo::Metainfo;
+use crate::peer::{PeerConn, PeerEvent, TorrentInfo};
+use crate::peer_list::{DisconnectReason, PeerList, PeerSource};
+use crate::picker::{BLOCK_SIZE, BlockOutcome, PeerKey, PeerSet, Picker, VerifyOutcome};
+use crate::rate::RateMeter;
+use crate::rng::Rng;
+use crate::time::Instant;
+use crate::wire::BlockRequest;
+
+use torrent::Torrent;
+pub use types::{
+    ConnId, Event, Input, LeaveReason, Output, SessionConfig, SessionError, TorrentId,
+    TorrentState, TorrentStats,
+};
+
+/// Largest burst a rate limit lets through at once: a few blocks, so that a limit is smooth
+/// and a fresh bucket does not let a whole second's worth out in one go.
+const LIMIT_BURST: u64 = 4 * BLOCK_SIZE as u64;
+
+/// How long `stopped` announces may take after a remove or shutdown before we give up on them.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One connection: the peer machine plus what the Session knows about it.
+#[derive(Debug)]
+struct Conn {
+    peer: PeerConn,
+    addr: SocketAddr,
+    /// Outgoing and not yet established (counts against the half-open limit).
+    connecting: bool,
+    /// Attached torrent (incoming connections learn it from the handshake).
+    torrent: Option<TorrentId>,
+    /// The picker's name for this peer (valid once attached).
+    key: PeerKey,
+    /// A `PeerJoined` event was emitted (so `PeerLeft` is owed).
+    joined: bool,
+    /// Disk reads under way for this peer.
+    reads_in_flight: usize,
+}
+
+/// What to do after an event from a connection has been applied to the torrent (the event
+/// borrows the connection, so work on the connection itself waits until it is dropped).
+#[derive(Debug)]
+enum FollowUp {
+    Nothing,
+    InfoHash([u8; 20]),
+    HandshakeDone {
+        peer_id: [u8; 20],
+        client: Option<String>,
+    },
+    /// Availability changed: our interest may have changed.
+    Availability,
+    /// The peer unchoked us, or requests were released: request more.
+    Request,
+    /// Requests were released torrent-wide (e.g. a timeout): every peer may take them.
+    RequestEverywhere,
+    /// The peer's interest changed: an interim choke round.
+    Interest,
+    /// The peer queued a request: serve it.
+    Serve,
+    /// A block was accepted.
+    Block {
+        piece: u32,
+        cancel: PeerSet,
+        block: BlockRequest,
+        piece_complete: bool,
+    },
+    /// Close the connection.
+    Close(String),
+}
+
+/// The sans-IO BitTorrent session. See the module docs for the drain contract.
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    rng: Rng,
+    peer_id: [u8; 20],
+    now: Instant,
+    torrents: BTreeMap<TorrentId, Torrent>,
+    by_info_hash: BTreeMap<[u8; 20], TorrentId>,
+    conns: BTreeMap<ConnId, Conn>,
+    next_conn: u64,
+    next_torrent: u32,
+    half_open: usize,
+    outputs: VecDeque<Output>,
+    /// Connections whose send buffer may have new bytes or that may have closed.
+    touched: BTreeSet<ConnId>,
+    upload_limit: TokenBucket,
+    download_limit: TokenBucket,
+    /// When a rate limit deferred work: retry then.
+    throttled_until: Option<Instant>,
+    /// Set by `shutdown`; the deadline after which stop announces are abandoned.
+    shutdown_deadline: Option<Instant>,
+    shutdown_reported: bool,
+    /// Removing torrents give up on their `stopped` announces at this time.
+    remove_deadlines: BTreeMap<TorrentId, Instant>,
+    scratch: Vec<BlockRequest>,
+    choke_decision: ChokeDecision<ConnId>,
+    choke_stats: Vec<PeerStats<ConnId>>,
+}
+
+impl Session {
+    /// A session with no torrents. `seed` drives every random choice (peer id, tie breaks,
+    /// tracker shuffles), so the same seed and inputs give the same outputs, bit for bit.
+    pub fn new(config: SessionConfig, seed: u64, now: Instant) -> Session {
+        let mut rng = Rng::new(seed);
+        let mut peer_id = [0u8; 20];
+        let (prefix, rest) = peer_id.split_at_mut(8);
+        prefix.copy_from_slice(&config.peer_id_prefix);
+        const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        for b in rest.iter_mut() {
+            *b = ALPHABET
+                .get(rng.index(ALPHABET.len()))
+                .copied()
+                .unwrap_or(b'0');
+        }
+        let upload_limit = bucket(now, config.upload_limit);
+        let download_limit = bucket(now, config.download_limit);
+        Session {
+            config,
+            rng,
+            peer_id,
+            now,
+            torrents: BTreeMap::new(),
+            by_info_hash: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            next_conn: 0,
+            next_torrent: 0,
+            half_open: 0,
+            outputs: VecDeque::new(),
+            touched: BTreeSet::new(),
+            upload_limit,
+            download_limit,
+            throttled_until: None,
+            shutdown_deadline: None,
+            shutdown_reported: false,
+            remove_deadlines: BTreeMap::new(),
+            scratch: Vec::new(),
+            choke_decision: ChokeDecision::new(),
+            choke_stats: Vec::new(),
+        }
+    }
+
+    /// Our peer id (announced to trackers and sent in handshakes).
+    pub fn peer_id(&self) -> [u8; 20] {
+        self.peer_id
+    }
+
+    // ----- commands --------------------------------------------------------------------
+
+    /// Adds a torrent. `on_disk` has a bit set for every piece already verified on disk (from a
+    /// resume file or a re-hash); `None` means nothing is on disk yet.
+    pub fn add_torrent(
+        &mut self,
+        now: Instant,
+        meta: Metainfo,
+        on_disk: Option<&Bitfield>,
+    ) -> Result<TorrentId, SessionError> {
+        self.begin_command(now)?;
+        if self.shutdown_deadline.is_some() {
+            return Err(SessionError::ShuttingDown);
+        }
+        let info_hash = *meta.info_hash().as_bytes();
+        if self.by_info_hash.contains_key(&info_hash) {
+            return Err(SessionError::DuplicateTorrent(meta.info_hash()));
+        }
+        let piece_length = u32::try_from(meta.piece_length()).map_err(|_| {
+            SessionError::Unsupported(format!(
+                "piece length {} is larger than 4 GiB",
+                meta.piece_length()
+            ))
+        })?;
+        let info =
+            TorrentInfo::new(info_hash, piece_length, meta.total_length()).ok_or_else(|| {
+                SessionError::Unsupported("piece length or total length out of range".into())
+            })?;
+        let mut picker = Picker::new(
+            meta.piece_count(),
+            piece_length,
+            meta.total_length(),
+            self.config.picker,
+            self.rng.fork(),
+        )
+        .map_err(|e| SessionError::Unsupported(e.to_string()))?;
+        if let Some(bits) = on_disk {
+            if bits.len() != meta.piece_count() {
+                return Err(SessionError::WrongBitfield {
+                    got: bits.len(),
+                    expected: meta.piece_count(),
+                });
+            }
+            for piece in bits.iter_ones() {
+                picker
+                    .mark_have(piece)
+                    .map_err(|e| SessionError::Unsupported(e.to_string()))?;
+            }
+        }
+        let choker = Choker::new(self.config.choker, self.rng.fork())
+            .map_err(|e| SessionError::Unsupported(format!("choker settings: {e}")))?;
+        let (announcer, _refused) = Announcer::new(
+            meta.trackers().to_vec(),
+            self.config.announce.clone(),
+            self.rng.fork(),
+            now,
+        );
+        let mut peers = PeerList::new(self.config.peer_list);
+        if self.config.listen_port != 0 {
+            for ip in [
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+            ] {
+                peers.add_own_address(SocketAddr::new(ip, self.config.listen_port));
+            }
+        }
+        let id = TorrentId(self.next_torrent);
+        self.next_torrent = self.next_torrent.wrapping_add(1);
+        let torrent = Torrent {
+            id,
+            meta,
+            info,
+            state: TorrentState::Running,
+            picker,
+            choker,
+            announcer,
+            peers,
+            conns: BTreeSet::new(),
+            by_key: BTreeMap::new(),
+            next_key: 0,
+            pending_writes: BTreeMap::new(),
+            awaiting_writes: BTreeSet::new(),
+            verifying: BTreeSet::new(),
+            downloaded: 0,
+            uploaded: 0,
+            wasted: 0,
+            hash_failures: 0,
+            download_rate: RateMeter::new(now),
+            upload_rate: RateMeter::new(now),
+            next_stats: now,
+            completed_announced: false,
+            choke_dirty: false,
+        };
+        let complete = torrent.picker.is_finished();
+        self.by_info_hash.insert(info_hash, id);
+        self.torrents.insert(id, torrent);
+        if complete {
+            // Complete at start: a seed announces `started` with left=0 and never `completed`.
+            if let Some(t) = self.torrents.get_mut(&id) {
+                t.completed_announced = true;
+            }
+        }
+        self.run_timers(now);
+        Ok(id)
+    }
+
+    /// Adds a peer address to a torrent's list (a `--peer` flag, a magnet's `x.pe`).
+    pub fn add_peer(
+        &mut self,
+        now: Instant,
+        torrent: TorrentId,
+        addr: SocketAddr,
+    ) -> Result<(), SessionError> {
+        self.begin_command(now)?;
+        let t = self
+            .torrents
+            .get_mut(&torrent)
+            .ok_or(SessionError::UnknownTorrent(torrent))?;
+        t.peers.add(addr, PeerSource::Manual);
+        self.run_timers(now);
+        Ok(())
+    }
+
+    /// Pauses a torrent: closes its connections and announces `stopped`.
+    pub fn pause(&mut self, now: Instant, torrent: TorrentId) -> Result<(), SessionError> {
+        self.begin_command(now)?;
+        let t = self
+            .torrents
+            .get_mut(&torrent)
+            .ok_or(SessionError::UnknownTorrent(torrent))?;
+        if t.state == TorrentState::Running {
+            t.state = TorrentState::Paused;
+            t.announcer.stop(now);
+            self.close_torrent_conns(now, torrent, "torrent paused");
+        }
+        self.run_timers(now);
+        Ok(())
+    }
+
+    /// Resumes a paused torrent (not one stopped by a disk error: remove and re-add it).
+    pub fn resume(&mut self, now: Instant, torrent: TorrentId) -> Result<(), SessionError> {
+        self.begin_command(now)?;
+        let t = self
+            .torrents
+            .get_mut(&torrent)
+            .ok_or(SessionError::UnknownTorrent(torrent))?;
+        if t.state == TorrentState::Paused {
+            t.state = TorrentState::Running;
+            // The announcer cannot restart after `stop`: a new one announces `started` again.
+            let (announcer, _) = Announcer::new(
+                t.meta.trackers().to_vec(),
+                self.config.announce.clone(),
+                self.rng.fork(),
+                now,
+            );
+            t.announcer = announcer;
+            t.completed_announced = t.picker.is_finished();
+        }
+        self.run_timers(now);
+        Ok(())
+    }
+
+    /// Removes a torrent: closes its connections, announces `stopped`, then forgets it
+    /// ([`Event::TorrentRemoved`]). Data on disk is the driver's business.
+    pub fn remove(&mut self, now: Instant, torrent: TorrentId) -> Result<(), SessionError> {
+        self.begin_command(now)?;
+        let t = self
+            .torrents
+            .get_mut(&torrent)
+            .ok_or(SessionError::UnknownTorrent(torrent))?;
+        if t.state != TorrentState::Removing {
+            t.state = TorrentState::Removing;
+            t.announcer.stop(now);
+            self.remove_deadlines.insert(torrent, now + STOP_GRACE);
+            self.close_torrent_conns(now, torrent, "torrent removed");
+        }
+        self.run_timers(now);
+        Ok(())
+    }
+
+    /// Changes the rate limits (payload bytes per second; `None` lifts a limit).
+    pub fn set_limits(
+        &mut self,
+        now: Instant,
+        upload: Option<u64>,
+        download: Option<u64>,
+    ) -> Result<(), SessionError> {
+        self.begin_command(now)?;
+        self.config.upload_limit = upload;
+        self.config.download_limit = download;
+        self.upload_limit.set_rate(now, upload);
+        self.download_limit.set_rate(now, download);
+        self.run_timers(now);
+        Ok(())
+    }
+
+    /// Stops everything: closes every connection and announces `stopped` to every tracker;
+    /// [`Event::ShutdownComplete`] follows when the announces are done (at most 10 s).
+    pub fn shutdown(&mut self, now: Instant) -> Result<(), SessionError> {
+        self.begin_command(now)?;
+        if self.shutdown_deadline.is_none() {
+            self.shutdown_deadline = Some(now + STOP_GRACE);
+            let ids: Vec<TorrentId> = self.torrents.keys().copied().collect();
+            for id in ids {
+                if let Some(t) = self.torrents.get_mut(&id) {
+                    if t.state == TorrentState::Running {
+                        t.state = TorrentState::Paused;
+                        t.announcer.stop(now);
+                    }
+                }
+                self.close_torrent_conns(now, id, "shutting down");
+            }
+            // Incoming connections not yet attached to a torrent.
+            let loose: Vec<ConnId> = self.conns.keys().copied().collect();
+            for id in loose {
+                self.close_conn(now, id, "shutting down".into());
+            }
+        }
+        self.run_timers(now);
+        Ok(())
+    }
+
+    /// A peer connected to us from `addr`: the connection's id, or an error if every slot is
+    /// taken (then close the socket).
+    pub fn accept(&mut self, now: Instant, addr: SocketAddr) -> Result<ConnId, SessionError> {
+        self.begin_command(now)?;
+        if self.shutdown_deadline.is_some() {
+            return Err(SessionError::ShuttingDown);
+        }
+        if self.conns.len() >= self.config.max_connections {
+            return Err(SessionError::ConnectionLimit(self.config.max_connections));
+        }
+        let id = self.new_conn_id();
+        let peer = PeerConn::new_incoming(self.peer_config(), Some(addr.ip()), now);
+        self.conns.insert(
+            id,
+            Conn {
+                peer,
+                addr,
+                connecting: false,
+                torrent: None,
+                key: PeerKey(0),
+                joined: false,
+                reads_in_flight: 0,
+            },
+        );
+        self.touched.insert(id);
+        self.run_timers(now);
+        Ok(id)
+    }
+
+    // ----- queries ---------------------------------------------------------------------
+
+    /// A snapshot of a torrent's progress.
+    pub fn stats(&self, torrent: TorrentId) -> Option<TorrentStats> {
+        self.torrents.get(&torrent).map(|t| self.stats_of(t))
+    }
+
+    /// The verified pieces of a torrent.
+    pub fn have(&self, torrent: TorrentId) -> Option<&Bitfield> {
+        self.torrents.get(&torrent).map(|t| t.picker.have())
+    }
+
+    /// The torrents in the session.
+    pub fn torrents(&self) -> impl Iterator<Item = TorrentId> + '_ {
+        self.torrents.keys().copied()
+    }
+
+    /// Connections (established or not) in the session.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Checks every torrent's invariants (tests only).
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) -> Result<(), String> {
+        for t in self.torrents.values() {
+            t.check_invariants()?;
+            for c in &t.conns {
+                match self.conns.get(c) {
+                    Some(conn) if conn.torrent == Some(t.id) => {}
+                    _ => return Err(format!("torrent {:?} lists stray conn {c:?}", t.id)),
+                }
+            }
+        }
+        let connecting = self.conns.values().filter(|c| c.connecting).count();
+        if connecting != self.half_open {
+            return Err(format!(
+                "half_open {} but {connecting} connecting",
+                self.half_open
+            ));
+        }
+        Ok(())
+    }
+
+    // ----- the drain -------------------------------------------------------------------
+
+    /// Feeds one input at time `now`. Drain [`Session::poll_output`] before the next one.
+    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), SessionError> {
+        self.begin_command(now)?;
+        match input {
+            Input::Timeout => {}
+            Input::Connected(id) => {
+                self.known_conn(id)?;
+                if let Some(c) = self.conns.get_mut(&id) {
+                    if c.connecting {
+                        c.connecting = false;
+                        self.half_open = self.half_open.saturating_sub(1);
+                    }
+                    self.touched.insert(id);
+                }
+            }
+            Input::ConnectFailed(id) => {
+                self.known_conn(id)?;
+                self.drop_conn(now, id, LeaveReason::ConnectFailed, false);
+            }
+            Input::Closed(id) => {
+                self.known_conn(id)?;
+                self.drop_conn(now, id, LeaveReason::Remote, false);
+            }
+            Input::Received(id, data) => {
+                self.known_conn(id)?;
+                self.on_received(now, id, data);
+            }
+            Input::TrackerResponse {
+                torrent,
+                request,
+                body,
+            } => {
+                let t = self.torrent_mut(torrent)?;
+                t.announcer.on_http_response(request, body, now);
+            }
+            Input::TrackerFailed {
+                torrent,
+                request,
+                kind,
+            } => {
+                let t = self.torrent_mut(torrent)?;
+                t.announcer.on_failure(request, kind, now);
+            }
+            Input::TrackerPacket {
+                torrent,
+                tracker,
+                from,
+                data,
+            } => {
+                let t = self.torrent_mut(torrent)?;
+                t.announcer.on_udp_packet(tracker, from, data, now);
+            }
+            Input::BlockRead {
+                conn,
+                torrent,
+                block,
+                data,
+            } => {
+                self.known_conn(conn)?;
+                self.torrent_known(torrent)?;
+                self.on_block_read(now, conn, torrent, block, data);
+            }
+            Input::BlockWritten {
+                torrent,
+                block,
+                result,
+            } => {
+                self.torrent_known(torrent)?;
+                self.on_block_written(now, torrent, block, result);
+            }
+            Input::PieceVerified { torrent, piece, ok } => {
+                self.torrent_known(torrent)?;
+                self.on_piece_verified(now, torrent, piece, ok);
+            }
+        }
+        self.run_timers(now);
+        Ok(())
+    }
+
+    /// The next thing to do; [`Output::Timeout`] ends the drain.
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(out) = self.outputs.pop_front() {
+            return out;
+        }
+        Output::Timeout(self.next_deadline())
+    }
+
+    /// Appends the bytes a connection has to send to `buf`; returns how many.
+    pub fn poll_transmit(&mut self, conn: ConnId, buf: &mut Vec<u8>) -> usize {
+        match self.conns.get_mut(&conn) {
+            // Bytes are not sent before the connection is established.
+            Some(c) if !c.connecting => c.peer.poll_transmit(buf),
+            _ => 0,
+        }
+    }
+
+    /// When the session next needs [`Input::Timeout`] (also returned by the drain).
+    pub fn next_deadline(&self) -> Instant {
+        let mut next = Instant::MAX;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = next.min(t);
+            }
+        };
+        for t in self.torrents.values() {
+            consider(t.announcer.next_deadline());
+            if t.state == TorrentState::Running {
+                consider(t.peers.next_deadline());
+                consider(Some(t.choker.next_deadline()));
+                if !self.config.stats_interval.is_zero() {
+                    consider(Some(t.next_stats));
+                }
+            }
+        }
+        for c in self.conns.values() {
+            consider(c.peer.next_deadline());
+        }
+        consider(self.throttled_until);
+        consider(self.shutdown_deadline);
+        for d in self.remove_deadlines.values() {
+            consider(Some(*d));
+        }
+        // Never in the past: a deadline that already passed means "now".
+        next.max(self.now)
+    }
+
+    // ----- internals: bookkeeping ------------------------------------------------------
+
+    fn begin_command(&mut self, now: Instant) -> Result<(), SessionError> {
+        if now < self.now {
+            return Err(SessionError::TimeWentBackwards {
+                now,
+                last: self.now,
+            });
+        }
+        if !self.outputs.is_empty() {
+            return Err(SessionError::NotDrained);
+        }
+        self.now = now;
+        Ok(())
+    }
+
+    fn known_conn(&self, id: ConnId) -> Result<(), SessionError> {
+        if id.0 >= self.next_conn {
+            return Err(SessionError::UnknownConnection(id));
+        }
+        Ok(())
+    }
+
+    fn torrent_known(&self, id: TorrentId) -> Result<(), SessionError> {
+        if id.0 >= self.next_torrent {
+            return Err(SessionError::UnknownTorrent(id));
+        }
+        Ok(())
+    }
+
+    /// The torrent, or an error if the id was never issued; a removed torrent's late answers
+    /// land on a dummy and are dropped by the callers that use `torrents.get_mut`.
+    fn torrent_mut(&mut self, id: TorrentId) -> Result<&mut Torrent, SessionError> {
+        self.torrent_known(id)?;
+        self.torrents
+            .get_mut(&id)
+            .ok_or(SessionError::UnknownTorrent(id))
+    }
+
+    fn new_conn_id(&mut self) -> ConnId {
+        let id = ConnId(self.next_conn);
+        self.next_conn = self.next_conn.saturating_add(1);
+        id
+    }
+
+    fn peer_config(&self) -> crate::peer::PeerConfig {
+        let mut cfg = self.config.peer.clone();
+        cfg.peer_id = self.peer_id;
+        cfg.listen_port = (self.config.listen_port != 0).then_some(self.config.listen_port);
+        cfg
+    }
+
+    fn stats_of(&self, t: &Torrent) -> TorrentStats {
+        let now = self.now;
+        TorrentStats {
+            torrent: t.id,
+            state: t.state,
+            pieces_have: t.picker.have_count(),
+            pieces_total: t.picker.geometry().piece_count(),
+            left: t.left(),
+            downloaded: t.downloaded,
+            uploaded: t.uploaded,
+            wasted: t.wasted,
+            download_rate: t.download_rate.rate(now),
+            upload_rate: t.upload_rate.rate(now),
+            peers_connected: t
+                .conns
+                .iter()
+                .filter(|c| self.conns.get(c).is_some_and(|c| c.joined))
+                .count(),
+            peers_known: t.peers.len(),
+            hash_failures: t.hash_failures,
+        }
+    }
+
+    /// Closes a connection on our side: tells the driver, releases its state.
+    fn close_conn(&mut self, now: Instant, id: ConnId, reason: String) {
+        if !self.conns.contains_key(&id) {
+            return;
+        }
+        self.outputs.push_back(Output::Close {
+            conn: id,
+            reason: reason.clone(),
+        });
+        self.drop_conn(now, id, LeaveReason::Closed(reason), true);
+    }
+
+    /// Forgets a connection (closed by us or by the remote).
+    fn drop_conn(&mut self, now: Instant, id: ConnId, reason: LeaveReason, by_us: bool) {
+        let Some(conn) = self.conns.remove(&id) else {
+            return;
+        };
+        self.touched.remove(&id);
+        if conn.connecting {
+            self.half_open = self.half_open.saturating_sub(1);
+        }
+        let Some(tid) = conn.torrent else {
+            return;
+        };
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        t.conns.remove(&id);
+        t.by_key.remove(&conn.key);
+        t.picker.peer_gone(conn.key);
+        t.choke_dirty = true;
+        if conn.peer.is_outgoing() {
+            match &reason {
+                LeaveReason::ConnectFailed => t.peers.connect_failed(conn.addr, now),
+                // A peer that completed the handshake and left is no failure; one that broke
+                // the protocol or the handshake is.
+                _ if conn.joined && !matches!(reason, LeaveReason::Closed(_)) => t
+                    .peers
+                    .disconnected(conn.addr, now, DisconnectReason::Normal),
+                _ if conn.joined && by_us => {
+                    t.peers
+                        .disconnected(conn.addr, now, DisconnectReason::Normal)
+                }
+                _ => t
+                    .peers
+                    .disconnected(conn.addr, now, DisconnectReason::Failed),
+            }
+        }
+        if conn.joined {
+            self.outputs.push_back(Output::Event(Event::PeerLeft {
+                torrent: tid,
+                conn: id,
+                addr: conn.addr,
+                reason,
+            }));
+        }
+        // Its requests went back to the picker: others may take them.
+        self.request_everywhere(now, tid);
+    }
+
+    fn close_torrent_conns(&mut self, now: Instant, torrent: TorrentId, reason: &str) {
+        let ids: Vec<ConnId> = self
+            .torrents
+            .get(&torrent)
+            .map(|t| t.conns.iter().copied().collect())
+            .unwrap_or_default();
+        for id in ids {
+            self.close_conn(now, id, reason.to_owned());
+        }
+    }
+
+    // ----- internals: timers -----------------------------------------------------------
+
+    /// Runs everything that is due at `now` and flushes per-connection outputs. Called after
+    /// every input and command, so the outputs reflect the whole new state.
+    fn run_timers(&mut self, now: Instant) {
+        // Connections' own timers (keep-alive, request and handshake timeouts).
+        let due: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.peer.next_deadline().is_some_and(|d| d <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.on_conn_timeout(now, id);
+        }
+        if self.throttled_until.is_some_and(|t| t <= now) {
+            self.throttled_until = None;
+            let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+            for id in ids {
+                self.serve(now, id);
+                self.request_more(now, id);
+            }
+        }
+        let ids: Vec<TorrentId> = self.torrents.keys().copied().collect();
+        for id in ids {
+            self.torrent_timers(now, id);
+        }
+        self.finish_removals(now);
+        self.flush_touched();
+    }
+
+    fn torrent_timers(&mut self, now: Instant, id: TorrentId) {
+        let listen_port = self.config.listen_port;
+        let peer_id = self.peer_id;
+        let Some(t) = self.torrents.get_mut(&id) else {
+            return;
+        };
+        // Announces (also `stopped` ones for paused and removing torrents).
+        let stats = AnnounceStats {
+            info_hash: t.info.info_hash,
+            peer_id,
+            port: listen_port,
+            uploaded: t.uploaded,
+            downloaded: t.downloaded,
+            left: if t.announcer.is_done() { 0 } else { t.left() },
+        };
+        while let Some(action) = t.announcer.poll_action(now, &stats) {
+            self.outputs.push_back(match action {
+                Action::Http { request, url, .. } => Output::HttpAnnounce {
+                    torrent: id,
+                    request,
+                    url,
+                },
+                Action::UdpSend {
+                    tracker,
+                    host,
+                    port,
+                    packet,
+                    ..
+                } => Output::UdpSend {
+                    torrent: id,
+                    tracker,
+                    host,
+                    port,
+                    packet,
+                },
+            });
+        }
+        while let Some(outcome) = t.announcer.poll_outcome() {
+            match outcome {
+                Outcome::Peers { peers, .. } => {
+                    if t.state == TorrentState::Running {
+                        t.peers.add_many(peers, PeerSource::Tracker);
+                    }
+                }
+                Outcome::Swarm { .. } => {}
+                Outcome::Warning { url, message, .. } => {
+                    self.outputs.push_back(Output::Event(Event::TrackerWarning {
+                        torrent: id,
+                        url,
+                        message,
+                    }));
+                }
+                Outcome::TrackerError { url, message, .. } => {
+                    self.outputs.push_back(Output::Event(Event::TrackerError {
+                        torrent: id,
+                        url,
+                        message,
+                    }));
+                }
+            }
+        }
+        if t.state != TorrentState::Running {
+            return;
+        }
+        let stats_due = !self.config.stats_interval.is_zero() && t.next_stats <= now;
+        if stats_due {
+            t.next_stats = now + self.config.stats_interval;
+            if let Some(t) = self.torrents.get(&id) {
+                let stats = self.stats_of(t);
+                self.outputs.push_back(Output::Event(Event::Stats(stats)));
+            }
+        }
+        self.rechoke(now, id, false);
+        self.connect_more(now, id);
+    }
+
+    /// Opens connections to known peers while the limits allow.
+    fn connect_more(&mut self, now: Instant, id: TorrentId) {
+        loop {
+            if self.half_open >= self.config.max_half_open
+                || self.conns.len() >= self.config.max_connections
+            {
+                return;
+            }
+            let peer_config = self.peer_config();
+            let Some(t) = self.torrents.get_mut(&id) else {
+                return;
+            };
+            if t.state != TorrentState::Running
+                || t.conns.len() >= self.config.max_connections_per_torrent
+            {
+                return;
+            }
+            let Some(addr) = t.peers.next_to_connect(now) else {
+                return;
+            };
+            let id_conn = ConnId(self.next_conn);
+            self.next_conn = self.next_conn.saturating_add(1);
+            let peer = PeerConn::new_outgoing(peer_config, t.info, Some(addr.ip()), now);
+            let key = t.new_key(id_conn);
+            t.conns.insert(id_conn);
+            self.conns.insert(
+                id_conn,
+                Conn {
+                    peer,
+                    addr,
+                    connecting: true,
+                    torrent: Some(id),
+                    key,
+                    joined: false,
+                    reads_in_flight: 0,
+                },
+            );
+            self.half_open += 1;
+            self.outputs.push_back(Output::Connect {
+                conn: id_conn,
+                addr,
+            });
+        }
+    }
+
+    fn finish_removals(&mut self, now: Instant) {
+        let done: Vec<TorrentId> = self
+            .remove_deadlines
+            .iter()
+            .filter(|(id, deadline)| {
+                **deadline <= now || self.torrents.get(id).is_none_or(|t| t.announcer.is_done())
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            self.remove_deadlines.remove(&id);
+            if let Some(t) = self.torrents.remove(&id) {
+                self.by_info_hash.remove(&t.info.info_hash);
+                self.outputs
+                    .push_back(Output::Event(Event::TorrentRemoved { torrent: id }));
+            }
+        }
+        if let Some(deadline) = self.shutdown_deadline {
+            let all_done = self.torrents.values().all(|t| t.announcer.is_done());
+            if !self.shutdown_reported && (all_done || deadline <= now) {
+                self.shutdown_reported = true;
+                self.outputs
+                    .push_back(Output::Event(Event::ShutdownComplete));
+            }
+        }
+    }
+
+    /// Queues `Transmit` for connections with bytes to send, and closes those whose machine
+    /// closed itself.
+    fn flush_touched(&mut self) {
+        let touched = std::mem::take(&mut self.touched);
+        for id in touched {
+            let Some(c) = self.conns.get(&id) else {
+                continue;
+            };
+            if let Some(reason) = c.peer.close_reason() {
+                let reason = reason.to_string();
+                self.close_conn(self.now, id, reason);
+                continue;
+            }
+            if !c.connecting && c.peer.wants_transmit() {
+                self.outputs.push_back(Output::Transmit(id));
+            }
+        }
+        // Closing may have touched others (cancels, interest changes).
+        if !self.touched.is_empty() {
+            let again = std::mem::take(&mut self.touched);
+            for id in again {
+                if let Some(c) = self.conns.get(&id) {
+                    if !c.connecting && c.peer.wants_transmit() && c.peer.close_reason().is_none() {
+                        self.outputs.push_back(Output::Transmit(id));
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_conn_timeout(&mut self, now: Instant, id: ConnId) {
+        self.touched.insert(id);
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let key = conn.key;
+        let tid = conn.torrent;
+        let follow = match conn.peer.handle_timeout(now) {
+            Ok(Some(PeerEvent::RequestsTimedOut(blocks))) => {
+                if let Some(t) = tid.and_then(|t| self.torrents.get_mut(&t)) {
+                    for b in blocks {
+                        t.picker.request_timed_out(key, *b);
+                    }
+                }
+                FollowUp::RequestEverywhere
+            }
+            Ok(_) => FollowUp::Nothing,
+            Err(reason) => FollowUp::Close(reason.to_string()),
+        };
+        self.follow_up(now, id, follow);
+    }
+
+    // ----- internals: connections ------------------------------------------------------
+
+    fn on_received(&mut self, now: Instant, id: ConnId, mut data: &[u8]) {
+        self.touched.insert(id);
+        loop {
+            let Some(conn) = self.conns.get_mut(&id) else {
+                return;
+            };
+            let tid = conn.torrent;
+            let key = conn.key;
+            let fast = conn.peer.negotiated().fast();
+            let event = match conn.peer.handle_bytes(now, &mut data) {
+                Ok(Some(event)) => event,
+                Ok(None) => return,
+                Err(reason) => {
+                    let reason = reason.to_string();
+                    self.close_conn(now, id, reason);
+                    return;
+                }
+            };
+            let torrent = tid.and_then(|t| self.torrents.get_mut(&t));
+            let follow = apply_event(now, torrent, key, fast, &event, &mut self.outputs);
+            drop(event);
+            self.follow_up(now, id, follow);
+        }
+    }
+
+    /// Work on the connection and the session after an event was applied to the torrent.
+    fn follow_up(&mut self, now: Instant, id: ConnId, follow: FollowUp) {
+        match follow {
+            FollowUp::Nothing => {}
+            FollowUp::Close(reason) => self.close_conn(now, id, reason),
+            FollowUp::InfoHash(info_hash) => self.on_info_hash(now, id, info_hash),
+            FollowUp::HandshakeDone { peer_id, client } => {
+                self.on_handshake_done(now, id, peer_id, client)
+            }
+            FollowUp::Availability => {
+                self.update_interest(now, id);
+                self.request_more(now, id);
+            }
+            FollowUp::Request => self.request_more(now, id),
+            FollowUp::RequestEverywhere => {
+                if let Some(tid) = self.conns.get(&id).and_then(|c| c.torrent) {
+                    self.request_everywhere(now, tid);
+                }
+            }
+            FollowUp::Interest => {
+                if let Some(tid) = self.conns.get(&id).and_then(|c| c.torrent) {
+                    if let Some(t) = self.torrents.get_mut(&tid) {
+                        t.choke_dirty = true;
+                    }
+                }
+            }
+            FollowUp::Serve => self.serve(now, id),
+            FollowUp::Block {
+                piece,
+                cancel,
+                block,
+                piece_complete,
+            } => {
+                let Some(tid) = self.conns.get(&id).and_then(|c| c.torrent) else {
+                    return;
+                };
+                let mut cancel_conns = Vec::new();
+                if let Some(t) = self.torrents.get_mut(&tid) {
+                    for k in cancel.iter() {
+                        if let Some(c) = t.by_key.get(&k) {
+                            cancel_conns.push(*c);
+                        }
+                    }
+                    if piece_complete {
+                        if t.pending_writes.contains_key(&piece) {
+                            t.awaiting_writes.insert(piece);
+                        } else {
+                            t.verifying.insert(piece);
+                            self.outputs.push_back(Output::VerifyPiece {
+                                torrent: tid,
+                                piece,
+                            });
+                        }
+                    }
+                }
+                for c in cancel_conns {
+                    if let Some(conn) = self.conns.get_mut(&c) {
+                        // A failed send closes the connection; flush_touched reports it.
+                        let _ = conn.peer.send_cancel(now, block);
+                        self.touched.insert(c);
+                    }
+                }
+                self.request_more(now, id);
+            }
+        }
+    }
+
+    fn on_info_hash(&mut self, now: Instant, id: ConnId, info_hash: [u8; 20]) {
+        let tid = self.by_info_hash.get(&info_hash).copied();
+        let per_torrent = self.config.max_connections_per_torrent;
+        let Some((tid, t)) = tid.and_then(|tid| self.torrents.get_mut(&tid).map(|t| (tid, t)))
+        else {
+            if let Some(c) = self.conns.get_mut(&id) {
+                let reason = c.peer.reject().to_string();
+                self.close_conn(now, id, reason);
+            }
+            return;
+        };
+        if t.state != TorrentState::Running {
+            self.close_conn(now, id, "torrent is not running".into());
+            return;
+        }
+        if t.conns.len() >= per_torrent {
+            self.close_conn(
+                now,
+                id,
+                format!("torrent already has {per_torrent} connections"),
+            );
+            return;
+        }
+        let info = t.info;
+        let key = t.new_key(id);
+        t.conns.insert(id);
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        c.torrent = Some(tid);
+        c.key = key;
+        if let Err(reason) = c.peer.accept(now, info) {
+            self.close_conn(now, id, reason.to_string());
+        }
+    }
+
+    fn on_handshake_done(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        peer_id: [u8; 20],
+        client: Option<String>,
+    ) {
+        let Some(tid) = self.conns.get(&id).and_then(|c| c.torrent) else {
+            return;
+        };
+        // One connection per peer id per torrent: both ends may have dialled each other.
+        let duplicate = self.torrents.get(&tid).is_some_and(|t| {
+            t.conns.iter().any(|other| {
+                *other != id
+                    && self
+                        .conns
+                        .get(other)
+                        .is_some_and(|o| o.joined && o.peer.peer_id() == Some(peer_id))
+            })
+        });
+        if duplicate {
+            self.close_conn(now, id, "already connected to this peer".into());
+            return;
+        }
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        c.joined = true;
+        if c.peer.is_outgoing() {
+            t.peers.connected(c.addr);
+        }
+        let sent = c
+            .peer
+            .send_bitfield(now, t.picker.have())
+            .and_then(|_| c.peer.send_allowed_fast_set(now).map(|_| ()));
+        let addr = c.addr;
+        self.outputs.push_back(Output::Event(Event::PeerJoined {
+            torrent: tid,
+            conn: id,
+            addr,
+            client,
+        }));
+        t.choke_dirty = true;
+        if let Err(reason) = sent {
+            self.close_conn(now, id, reason.to_string());
+        }
+    }
+
+    /// Sends interested / not interested when our interest in the peer changed.
+    fn update_interest(&mut self, now: Instant, id: ConnId) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let Some(t) = c.torrent.and_then(|t| self.torrents.get(&t)) else {
+            return;
+        };
+        let want = t.state == TorrentState::Running && t.picker.is_interesting(c.key);
+        let result = match (want, c.peer.am_interested()) {
+            (true, false) => c.peer.send_interested(now),
+            (false, true) => c.peer.send_not_interested(now),
+            _ => Ok(()),
+        };
+        self.touched.insert(id);
+        if let Err(reason) = result {
+            self.close_conn(now, id, reason.to_string());
+        }
+    }
+
+    /// Issues requests to a peer that unchoked us, as many as its pipeline wants.
+    fn request_more(&mut self, now: Instant, id: ConnId) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let Some(t) = c.torrent.and_then(|t| self.torrents.get_mut(&t)) else {
+            return;
+        };
+        if t.state != TorrentState::Running
+            || !c.joined
+            || c.peer.peer_choking()
+            || !c.peer.am_interested()
+        {
+            return;
+        }
+        let mut slots = c.peer.request_slots(now);
+        if self.download_limit.rate().is_some() {
+            // Requests are the download throttle: ask only for what the bucket allows.
+            let allowed = self.download_limit.available(now) / u64::from(BLOCK_SIZE);
+            let allowed = usize::try_from(allowed).unwrap_or(usize::MAX);
+            if allowed < slots {
+                slots = allowed;
+                let wake = self
+                    .download_limit
+                    .next_available(now, u64::from(BLOCK_SIZE));
+                self.throttled_until = Some(self.throttled_until.map_or(wake, |t| t.min(wake)));
+            }
+        }
+        if slots == 0 {
+            return;
+        }
+        self.scratch.clear();
+        t.picker.pick(c.key, slots, &mut self.scratch);
+        let mut failed = None;
+        for block in self.scratch.drain(..) {
+            match c.peer.send_request(now, block) {
+                Ok(true) => {
+                    if self.download_limit.rate().is_some() {
+                        self.download_limit.charge(now, u64::from(block.length));
+                    }
+                }
+                Ok(false) => {
+                    t.picker.request_rejected(c.key, block);
+                }
+                Err(reason) => {
+                    // The rest stay recorded in the picker; closing releases them all.
+                    failed = Some(reason.to_string());
+                    break;
+                }
+            }
+        }
+        self.touched.insert(id);
+        if let Some(reason) = failed {
+            self.close_conn(now, id, reason);
+        }
+    }
+
+    fn request_everywhere(&mut self, now: Instant, tid: TorrentId) {
+        let ids: Vec<ConnId> = self
+            .torrents
+            .get(&tid)
+            .map(|t| t.conns.iter().copied().collect())
+            .unwrap_or_default();
+        for id in ids {
+            self.request_more(now, id);
+        }
+    }
+
+    /// Hands queued requests from the peer to the disk, within the upload limit.
+    fn serve(&mut self, now: Instant, id: ConnId) {
+        const MAX_READS_PER_CONN: usize = 8;
+        loop {
+            let Some(c) = self.conns.get_mut(&id) else {
+                return;
+            };
+            let Some(tid) = c.torrent else {
+                return;
+            };
+            if c.reads_in_flight >= MAX_READS_PER_CONN {
+                return;
+            }
+            if self.upload_limit.rate().is_some()
+                && self.upload_limit.available(now) < u64::from(BLOCK_SIZE)
+            {
+                let wake = self.upload_limit.next_available(now, u64::from(BLOCK_SIZE));
+                self.throttled_until = Some(self.throttled_until.map_or(wake, |t| t.min(wake)));
+                return;
+            }
+            let Some(block) = c.peer.poll_upload() else {
+                return;
+            };
+            let have = self
+                .torrents
+                .get(&tid)
+                .is_some_and(|t| t.picker.have().get(block.index));
+            if !have {
+                let result = c.peer.reject_request(now, block);
+                self.touched.insert(id);
+                if let Err(reason) = result {
+                    self.close_conn(now, id, reason.to_string());
+                    return;
+                }
+                continue;
+            }
+            if self.upload_limit.rate().is_some() {
+                self.upload_limit.charge(now, u64::from(block.length));
+            }
+            c.reads_in_flight += 1;
+            self.outputs.push_back(Output::ReadBlock {
+                conn: id,
+                torrent: tid,
+                block,
+            });
+        }
+    }
+
+    fn on_block_read(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        tid: TorrentId,
+        block: BlockRequest,
+        data: Result<&[u8], String>,
+    ) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return; // the peer left meanwhile
+        };
+        c.reads_in_flight = c.reads_in_flight.saturating_sub(1);
+        match data {
+            Ok(bytes) => {
+                let result = c.peer.send_block(now, block, bytes);
+                self.touched.insert(id);
+                match result {
+                    Ok(true) => {
+                        if let Some(t) = self.torrents.get_mut(&tid) {
+                            t.uploaded = t.uploaded.saturating_add(u64::from(block.length));
+                            t.upload_rate.record(now, u64::from(block.length));
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(reason) => {
+                        self.close_conn(now, id, reason.to_string());
+                        return;
+                    }
+                }
+                self.serve(now, id);
+            }
+            Err(message) => {
+                let _ = c.peer.reject_request(now, block);
+                self.torrent_error(
+                    now,
+                    tid,
+                    format!(
+                        "reading block {}/{} failed: {message}",
+                        block.index, block.begin
+                    ),
+                );
+            }
+        }
+    }
+
+    fn on_block_written(
+        &mut self,
+        now: Instant,
+        tid: TorrentId,
+        block: BlockRequest,
+        result: Result<(), String>,
+    ) {
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        let piece = block.index;
+        let remaining = match t.pending_writes.get_mut(&piece) {
+            Some(n) => {
+                *n = n.saturating_sub(1);
+                *n
+            }
+            None => return, // not ours (a stale answer)
+        };
+        if remaining == 0 {
+            t.pending_writes.remove(&piece);
+        }
+        if let Err(message) = result {
+            self.torrent_error(
+                now,
+                tid,
+                format!(
+                    "writing block {}/{} failed: {message}",
+                    block.index, block.begin
+                ),
+            );
+            return;
+        }
+        if remaining == 0 && t.awaiting_writes.remove(&piece) {
+            t.verifying.insert(piece);
+            self.outputs.push_back(Output::VerifyPiece {
+                torrent: tid,
+                piece,
+            });
+        }
+    }
+
+    fn on_piece_verified(&mut self, now: Instant, tid: TorrentId, piece: u32, ok: bool) {
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        if !t.verifying.remove(&piece) {
+            return; // not asked for (stale, or the torrent errored meanwhile)
+        }
+        let outcome = match t.picker.piece_verified(piece, ok) {
+            Ok(outcome) => outcome,
+            Err(_) => return,
+        };
+        match outcome {
+            VerifyOutcome::Passed => {
+                self.outputs.push_back(Output::Event(Event::PieceDone {
+                    torrent: tid,
+                    piece,
+                }));
+                let ids: Vec<ConnId> = t.conns.iter().copied().collect();
+                let finished = t.picker.is_finished();
+                for id in &ids {
+                    if let Some(c) = self.conns.get_mut(id) {
+                        if c.joined {
+                            let _ = c.peer.send_have(now, piece);
+                            self.touched.insert(*id);
+                        }
+                    }
+                }
+                for id in &ids {
+                    self.update_interest(now, *id);
+                }
+                if finished {
+                    self.on_complete(now, tid);
+                }
+            }
+            VerifyOutcome::Failed { ban, .. } => {
+                t.hash_failures = t.hash_failures.saturating_add(1);
+                let piece_len = t.picker.geometry().piece_size(piece).unwrap_or(0);
+                t.wasted = t.wasted.saturating_add(u64::from(piece_len));
+                t.downloaded = t.downloaded.saturating_sub(u64::from(piece_len));
+                self.outputs.push_back(Output::Event(Event::HashFailed {
+                    torrent: tid,
+                    piece,
+                }));
+                let banned: Vec<(ConnId, SocketAddr)> = ban
+                    .iter()
+                    .filter_map(|k| t.by_key.get(k))
+                    .filter_map(|c| self.conns.get(c).map(|conn| (*c, conn.addr)))
+                    .collect();
+                for (c, addr) in banned {
+                    if let Some(t) = self.torrents.get_mut(&tid) {
+                        t.peers.ban(addr);
+                    }
+                    self.outputs
+                        .push_back(Output::Event(Event::PeerBanned { torrent: tid, addr }));
+                    self.close_conn(now, c, "banned: sent data that failed hash checks".into());
+                }
+                self.request_everywhere(now, tid);
+            }
+        }
+    }
+
+    fn on_complete(&mut self, now: Instant, tid: TorrentId) {
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        self.outputs
+            .push_back(Output::Event(Event::TorrentComplete { torrent: tid }));
+        if !t.completed_announced {
+            t.completed_announced = true;
+            t.announcer.torrent_completed(now);
+        }
+        t.choke_dirty = true;
+        if self.config.drop_seeds_when_complete {
+            let seeds: Vec<ConnId> = t
+                .conns
+                .iter()
+                .copied()
+                .filter(|c| {
+                    self.conns
+                        .get(c)
+                        .is_some_and(|conn| conn.joined && t.picker.is_seed(conn.key))
+                })
+                .collect();
+            for c in seeds {
+                self.close_conn(now, c, "both ends are seeds".into());
+            }
+        }
+    }
+
+    fn torrent_error(&mut self, now: Instant, tid: TorrentId, message: String) {
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        if t.state != TorrentState::Running {
+            return;
+        }
+        t.state = TorrentState::Errored;
+        t.announcer.stop(now);
+        // Verified pieces stay verified; pieces in flight will be fetched again after a restart.
+        t.pending_writes.clear();
+        t.awaiting_writes.clear();
+        t.verifying.clear();
+        self.outputs.push_back(Output::Event(Event::TorrentError {
+            torrent: tid,
+            message,
+        }));
+        self.close_torrent_conns(now, tid, "torrent stopped by a disk error");
+    }
+
+    /// A choke round when due (every 10 s) or when peers came, went or changed interest.
+    fn rechoke(&mut self, now: Instant, tid: TorrentId, force: bool) {
+        let Some(t) = self.torrents.get_mut(&tid) else {
+            return;
+        };
+        let due = t.choker.next_deadline() <= now;
+        if !(due || force || t.choke_dirty) {
+            return;
+        }
+        t.choke_dirty = false;
+        self.choke_stats.clear();
+        for id in &t.conns {
+            if let Some(c) = self.conns.get(id) {
+                if c.joined {
+                    self.choke_stats.push(c.peer.choker_stats(*id, now));
+                }
+            }
+        }
+        let mode = if t.picker.is_finished() {
+            Mode::Seed
+        } else {
+            Mode::Leech
+        };
+        t.choker
+            .rechoke_into(now, mode, &self.choke_stats, &mut self.choke_decision);
+        let decision = std::mem::take(&mut self.choke_decision);
+        for id in &decision.choke {
+            if let Some(c) = self.conns.get_mut(id) {
+                let _ = c.peer.send_choke(now);
+                self.touched.insert(*id);
+            }
+        }
+        for id in &decision.unchoke {
+            if let Some(c) = self.conns.get_mut(id) {
+                let _ = c.peer.send_unchoke(now);
+                self.touched.insert(*id);
+            }
+        }
+        self.choke_decision = decision;
+        // Choking rejects or drops queued requests; unchoking lets them be served.
+        let ids: Vec<ConnId> = self.choke_decision.unchoke.clone();
+        for id in ids {
+            self.serve(now, id);
+        }
+    }
+}
+
+/// Applies a connection's event to its torrent (the picker, counters, disk outputs) while the
+/// event still borrows the connection, and says what to do with the connection afterwards.
+fn apply_event(
+    now: Instant,
+    torrent: Option<&mut Torrent>,
+    key: PeerKey,
+    fast: bool,
+    event: &PeerEvent<'_>,
+    outputs: &mut VecDeque<Output>,
+) -> FollowUp {
+    if let PeerEvent::InfoHash { info_hash, .. } = event {
+        return FollowUp::InfoHash(*info_hash);
+    }
+    let Some(t) = torrent else {
+        return FollowUp::Close("peer spoke before naming a torrent".into());
+    };
+    match event {
+        PeerEvent::InfoHash { .. } => FollowUp::Nothing,
+        PeerEvent::HandshakeDone {
+            peer_id, client, ..
+        } => FollowUp::HandshakeDone {
+            peer_id: *peer_id,
+            client: client.map(str::to_owned),
+        },
+        PeerEvent::Bitfield(bits) => match t.picker.peer_bitfield(key, bits) {
+            Ok(_) => FollowUp::Availability,
+            Err(e) => FollowUp::Close(format!("peer's bitfield was refused: {e}")),
+        },
+        PeerEvent::HaveAll => {
+            t.picker.peer_have_all(key);
+            FollowUp::Availability
+        }
+        PeerEvent::HaveNone => {
+            t.picker.peer_have_none(key);
+            FollowUp::Availability
+        }
+        PeerEvent::Have { index, new } => {
+            if !new {
+                return FollowUp::Nothing;
+            }
+            match t.picker.peer_have(key, *index) {
+                Ok(_) => FollowUp::Availability,
+                Err(e) => FollowUp::Close(format!("peer's have was refused: {e}")),
+            }
+        }
+        PeerEvent::Choked { released } => {
+            for b in released.iter() {
+                t.picker.request_rejected(key, *b);
+            }
+            FollowUp::RequestEverywhere
+        }
+        PeerEvent::Unchoked => FollowUp::Request,
+        PeerEvent::Interested | PeerEvent::NotInterested => FollowUp::Interest,
+        PeerEvent::Request(_) => FollowUp::Serve,
+        PeerEvent::Block { block, data } | PeerEvent::LateBlock { block, data } => {
+            accept_block(now, t, key, *block, data, outputs)
+        }
+        PeerEvent::UnrequestedBlock { block, data } => {
+            if fast {
+                // BEP 6: a peer that sends a piece never requested must be disconnected.
+                return FollowUp::Close(format!(
+                    "peer sent block {}/{} that was never requested",
+                    block.index, block.begin
+                ));
+            }
+            // Without the fast extension a block released by a choke may still arrive.
+            accept_block(now, t, key, *block, data, outputs)
+        }
+        PeerEvent::Rejected(block) => {
+            t.picker.request_rejected(key, *block);
+            FollowUp::Request
+        }
+        PeerEvent::RequestsTimedOut(blocks) => {
+            for b in blocks.iter() {
+                t.picker.request_timed_out(key, *b);
+            }
+            FollowUp::RequestEverywhere
+        }
+        PeerEvent::RequestRefused { .. }
+        | PeerEvent::Cancelled { .. }
+        | PeerEvent::LateReject(_)
+        | PeerEvent::AllowedFast { .. }
+        | PeerEvent::Suggest(_)
+        | PeerEvent::Port(_)
+        | PeerEvent::ExtensionHandshake(_)
+        | PeerEvent::Extended { .. }
+        | PeerEvent::Unknown { .. }
+        | PeerEvent::KeepAlive => FollowUp::Nothing,
+    }
+}
+
+fn accept_block(
+    now: Instant,
+    t: &mut Torrent,
+    key: PeerKey,
+    block: BlockRequest,
+    data: &[u8],
+    outputs: &mut VecDeque<Output>,
+) -> FollowUp {
+    let len = u64::from(block.length);
+    match t.picker.block_received(key, block) {
+        BlockOutcome::Accepted {
+            cancel,
+            piece_complete,
+        } => {
+            t.downloaded = t.downloaded.saturating_add(len);
+            t.download_rate.record(now, len);
+            *t.pending_writes.entry(block.index).or_insert(0) += 1;
+            // The one copy of a block: the input is borrowed, the write outlives it.
+            outputs.push_back(Output::WriteBlock {
+                torrent: t.id,
+                block,
+                data: Bytes::copy_from_slice(data),
+            });
+            FollowUp::Block {
+                piece: block.index,
+                cancel,
+                block,
+                piece_complete,
+            }
+        }
+        BlockOutcome::Duplicate | BlockOutcome::Unrequested => {
+            t.wasted = t.wasted.saturating_add(len);
+            FollowUp::Request
+        }
+        BlockOutcome::Invalid => FollowUp::Close(format!(
+            "peer sent block {}/{} of {} bytes that is not a block of this torrent",
+            block.index, block.begin, block.length
+        )),
+    }
+}
+
+fn bucket(now: Instant, rate: Option<u64>) -> TokenBucket {
+    match rate {
+        Some(r) => TokenBucket::new(now, Some(r), LIMIT_BURST.max(r / 10)),
+        None => TokenBucket::unlimited(now),
+    }
+}

@@ -1,0 +1,848 @@
+//! Session tests on an in-memory network with a virtual clock (quinn's `Pair`, grown to N
+//! nodes): every node is a real `Session`; bytes travel through in-memory pipes with a
+//! latency, disk requests are answered from each node's own buffer, pieces are verified with
+//! real SHA-1. Time jumps to the next event; a step limit turns a livelock into a failure.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use sha1::{Digest, Sha1};
+
+use super::*;
+use crate::announce::FailureKind;
+use crate::bencode::OwnedValue;
+use crate::create::{Content, TorrentBuilder};
+use crate::piece_hash::hash_piece;
+
+/// An input owned by the harness until it is delivered.
+#[derive(Debug, Clone)]
+enum Delivery {
+    Connected(ConnId),
+    ConnectFailed(ConnId),
+    Received(ConnId, Vec<u8>),
+    Closed(ConnId),
+    BlockRead(ConnId, TorrentId, BlockRequest, Result<Vec<u8>, String>),
+    BlockWritten(TorrentId, BlockRequest, Result<(), String>),
+    PieceVerified(TorrentId, u32, bool),
+    TrackerResponse(TorrentId, crate::announce::RequestId, Vec<u8>),
+    TrackerFailed(TorrentId, crate::announce::RequestId, FailureKind),
+}
+
+struct Node {
+    session: Session,
+    addr: SocketAddr,
+    torrent: Option<TorrentId>,
+    data: Vec<u8>,
+    /// Serve flipped bytes (a liar).
+    corrupt: bool,
+    /// Refuse disk writes (a full disk).
+    disk_full: bool,
+    /// Accept no incoming connections and answer nothing (vanished).
+    dead: bool,
+    deadline: Instant,
+    events: Vec<Event>,
+    complete_at: Option<Instant>,
+    /// Bytes served per remote node (by our ReadBlock outputs).
+    served_to: BTreeMap<usize, u64>,
+    /// Added to the latency of everything this node sends (a slow link).
+    extra_latency: Duration,
+}
+
+/// The in-memory network.
+struct Net {
+    nodes: Vec<Node>,
+    now: Instant,
+    seq: u64,
+    queue: BTreeMap<(Instant, u64), (usize, Delivery)>,
+    /// (node, conn) -> (node, conn) of the other end.
+    links: BTreeMap<(usize, ConnId), (usize, ConnId)>,
+    latency: Duration,
+    meta: Metainfo,
+    payload: Vec<u8>,
+    trace: Sha1,
+    steps: u64,
+    /// Tracker URLs that fail; others answer with every registered node.
+    dead_trackers: Vec<String>,
+    tracker_hits: BTreeMap<String, u32>,
+    announced: Vec<usize>,
+    /// Node i's session seed is `seed_base + i`.
+    seed_base: u64,
+}
+
+fn payload(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    let mut v = vec![0u8; len];
+    rng.fill_bytes(&mut v);
+    v
+}
+
+fn make_torrent(payload: &[u8], piece_length: u64, trackers: Vec<Vec<String>>) -> Metainfo {
+    let pieces: Vec<u8> = payload
+        .chunks(piece_length as usize)
+        .flat_map(hash_piece)
+        .collect();
+    let built = TorrentBuilder::new(
+        "payload.bin",
+        Content::SingleFile {
+            length: payload.len() as u64,
+        },
+        Some(piece_length),
+    )
+    .unwrap()
+    .trackers(trackers)
+    .creation_date(Some(0))
+    .build(&pieces)
+    .unwrap();
+    Metainfo::from_bytes(&built.bytes).unwrap()
+}
+
+fn addr_of(i: usize) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7000 + i as u16)
+}
+
+impl Net {
+    fn new(len: usize, piece_length: u64, trackers: Vec<Vec<String>>) -> Net {
+        let payload = payload(len, 99);
+        let meta = make_torrent(&payload, piece_length, trackers);
+        Net {
+            nodes: Vec::new(),
+            now: Instant::ZERO,
+            seq: 0,
+            queue: BTreeMap::new(),
+            links: BTreeMap::new(),
+            latency: Duration::from_millis(20),
+            meta,
+            payload,
+            trace: Sha1::new(),
+            steps: 0,
+            dead_trackers: Vec::new(),
+            tracker_hits: BTreeMap::new(),
+            announced: Vec::new(),
+            seed_base: 1000,
+        }
+    }
+
+    /// Adds a node; `seed` nodes start with the whole payload.
+    fn add_node(&mut self, seed: bool, config: SessionConfig) -> usize {
+        let i = self.nodes.len();
+        let mut config = config;
+        config.listen_port = addr_of(i).port();
+        let mut session = Session::new(config, self.seed_base + i as u64, self.now);
+        let have = seed.then(|| Bitfield::full(self.meta.piece_count()));
+        let torrent = session
+            .add_torrent(self.now, self.meta.clone(), have.as_ref())
+            .unwrap();
+        let data = if seed {
+            self.payload.clone()
+        } else {
+            vec![0; self.payload.len()]
+        };
+        self.nodes.push(Node {
+            session,
+            addr: addr_of(i),
+            torrent: Some(torrent),
+            data,
+            corrupt: false,
+            disk_full: false,
+            dead: false,
+            deadline: Instant::ZERO,
+            events: Vec::new(),
+            complete_at: seed.then_some(self.now),
+            served_to: BTreeMap::new(),
+            extra_latency: Duration::ZERO,
+        });
+        self.drain(i);
+        i
+    }
+
+    fn connect(&mut self, from: usize, to: usize) {
+        let t = self.nodes[from].torrent.unwrap();
+        let addr = self.nodes[to].addr;
+        self.nodes[from]
+            .session
+            .add_peer(self.now, t, addr)
+            .unwrap();
+        self.drain(from);
+    }
+
+    fn push(&mut self, at: Instant, node: usize, d: Delivery) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq), (node, d));
+    }
+
+    fn node_by_addr(&self, addr: SocketAddr) -> Option<usize> {
+        self.nodes.iter().position(|n| n.addr == addr)
+    }
+
+    /// Drains one node's outputs into network and disk events.
+    fn drain(&mut self, i: usize) {
+        loop {
+            let out = self.nodes[i].session.poll_output();
+            self.trace.update(format!("{i}:{out:?}\n").as_bytes());
+            match out {
+                Output::Timeout(t) => {
+                    self.nodes[i].deadline = t;
+                    return;
+                }
+                Output::Connect { conn, addr } => {
+                    let now = self.now;
+                    match self.node_by_addr(addr) {
+                        Some(j) if !self.nodes[j].dead => {
+                            let from_addr = SocketAddr::new(
+                                self.nodes[i].addr.ip(),
+                                40000 + (self.seq % 20000) as u16,
+                            );
+                            match self.nodes[j].session.accept(now, from_addr) {
+                                Ok(remote) => {
+                                    self.drain(j);
+                                    self.links.insert((i, conn), (j, remote));
+                                    self.links.insert((j, remote), (i, conn));
+                                    self.push(now + self.latency, i, Delivery::Connected(conn));
+                                }
+                                Err(_) => {
+                                    self.push(now + self.latency, i, Delivery::ConnectFailed(conn))
+                                }
+                            }
+                        }
+                        _ => self.push(now + self.latency * 10, i, Delivery::ConnectFailed(conn)),
+                    }
+                }
+                Output::Transmit(conn) => {
+                    let mut buf = Vec::new();
+                    self.nodes[i].session.poll_transmit(conn, &mut buf);
+                    if let Some(&(j, remote)) = self.links.get(&(i, conn)) {
+                        if !buf.is_empty() && !self.nodes[j].dead {
+                            let at = self.now + self.latency + self.nodes[i].extra_latency;
+                            self.push(at, j, Delivery::Received(remote, buf));
+                        }
+                    }
+                }
+                Output::Close { conn, .. } => {
+                    if let Some((j, remote)) = self.links.remove(&(i, conn)) {
+                        self.links.remove(&(j, remote));
+                        self.push(self.now + self.latency, j, Delivery::Closed(remote));
+                    }
+                }
+                Output::HttpAnnounce {
+                    torrent,
+                    request,
+                    url,
+                } => {
+                    let base = url.split('?').next().unwrap_or("").to_owned();
+                    *self.tracker_hits.entry(base.clone()).or_default() += 1;
+                    let at = self.now + self.latency;
+                    if self.dead_trackers.contains(&base) {
+                        self.push(
+                            at,
+                            i,
+                            Delivery::TrackerFailed(torrent, request, FailureKind::HttpStatus(503)),
+                        );
+                    } else {
+                        if !self.announced.contains(&i) {
+                            self.announced.push(i);
+                        }
+                        let mut compact = Vec::new();
+                        for &j in &self.announced {
+                            if j != i {
+                                if let SocketAddr::V4(a) = self.nodes[j].addr {
+                                    compact.extend_from_slice(&a.ip().octets());
+                                    compact.extend_from_slice(&a.port().to_be_bytes());
+                                }
+                            }
+                        }
+                        let mut d = BTreeMap::new();
+                        d.insert(b"interval".to_vec(), OwnedValue::Int(1800));
+                        d.insert(b"peers".to_vec(), OwnedValue::Bytes(compact));
+                        let body = OwnedValue::Dict(d).to_bytes();
+                        self.push(at, i, Delivery::TrackerResponse(torrent, request, body));
+                    }
+                }
+                Output::UdpSend { .. } => {}
+                Output::ReadBlock {
+                    conn,
+                    torrent,
+                    block,
+                } => {
+                    let node = &mut self.nodes[i];
+                    let start = block.index as usize * self.meta.piece_length() as usize
+                        + block.begin as usize;
+                    let mut bytes = node.data[start..start + block.length as usize].to_vec();
+                    if node.corrupt {
+                        for b in &mut bytes {
+                            *b ^= 0x5a;
+                        }
+                    }
+                    if let Some(&(j, _)) = self.links.get(&(i, conn)) {
+                        *self.nodes[i].served_to.entry(j).or_default() += block.length as u64;
+                    }
+                    let now = self.now;
+                    self.push(now, i, Delivery::BlockRead(conn, torrent, block, Ok(bytes)));
+                }
+                Output::WriteBlock {
+                    torrent,
+                    block,
+                    data,
+                } => {
+                    let node = &mut self.nodes[i];
+                    let result = if node.disk_full {
+                        Err("no space left on device".to_owned())
+                    } else {
+                        let start = block.index as usize * self.meta.piece_length() as usize
+                            + block.begin as usize;
+                        node.data[start..start + data.len()].copy_from_slice(&data);
+                        Ok(())
+                    };
+                    let now = self.now;
+                    self.push(now, i, Delivery::BlockWritten(torrent, block, result));
+                }
+                Output::VerifyPiece { torrent, piece } => {
+                    let node = &self.nodes[i];
+                    let pl = self.meta.piece_length() as usize;
+                    let start = piece as usize * pl;
+                    let end = (start + pl).min(node.data.len());
+                    let ok =
+                        hash_piece(&node.data[start..end]) == *self.meta.piece_hash(piece).unwrap();
+                    let now = self.now;
+                    self.push(now, i, Delivery::PieceVerified(torrent, piece, ok));
+                }
+                Output::Event(e) => {
+                    if matches!(e, Event::TorrentComplete { .. }) {
+                        self.nodes[i].complete_at = Some(self.now);
+                    }
+                    self.nodes[i].events.push(e);
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, i: usize, d: Delivery) {
+        let now = self.now;
+        let s = &mut self.nodes[i].session;
+        let r = match d {
+            Delivery::Connected(c) => s.handle_input(now, Input::Connected(c)),
+            Delivery::ConnectFailed(c) => s.handle_input(now, Input::ConnectFailed(c)),
+            Delivery::Received(c, bytes) => s.handle_input(now, Input::Received(c, &bytes)),
+            Delivery::Closed(c) => {
+                self.links.remove(&(i, c));
+                s.handle_input(now, Input::Closed(c))
+            }
+            Delivery::BlockRead(conn, torrent, block, data) => s.handle_input(
+                now,
+                Input::BlockRead {
+                    conn,
+                    torrent,
+                    block,
+                    data: data.as_deref().map_err(Clone::clone),
+                },
+            ),
+            Delivery::BlockWritten(torrent, block, result) => s.handle_input(
+                now,
+                Input::BlockWritten {
+                    torrent,
+                    block,
+                    result,
+                },
+            ),
+            Delivery::PieceVerified(torrent, piece, ok) => {
+                s.handle_input(now, Input::PieceVerified { torrent, piece, ok })
+            }
+            Delivery::TrackerResponse(torrent, request, body) => s.handle_input(
+                now,
+                Input::TrackerResponse {
+                    torrent,
+                    request,
+                    body: &body,
+                },
+            ),
+            Delivery::TrackerFailed(torrent, request, kind) => s.handle_input(
+                now,
+                Input::TrackerFailed {
+                    torrent,
+                    request,
+                    kind,
+                },
+            ),
+        };
+        r.unwrap();
+        self.drain(i);
+        if let Err(e) = self.nodes[i].session.check_invariants() {
+            panic!("node {i} at {now:?}: {e}");
+        }
+    }
+
+    /// One event: the earliest of the queue head and every node's deadline.
+    fn step(&mut self) -> bool {
+        self.steps += 1;
+        let queue_next = self.queue.keys().next().map(|(t, _)| *t);
+        let node_next = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !n.dead)
+            .min_by_key(|(_, n)| n.deadline)
+            .map(|(i, n)| (i, n.deadline));
+        match (queue_next, node_next) {
+            (Some(q), Some((_, d))) if q <= d => self.pop_queue(),
+            (Some(_), None) => self.pop_queue(),
+            (_, Some((i, d))) if d < Instant::MAX => {
+                self.now = self.now.max(d);
+                let now = self.now;
+                self.nodes[i]
+                    .session
+                    .handle_input(now, Input::Timeout)
+                    .unwrap();
+                self.drain(i);
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    fn pop_queue(&mut self) {
+        let Some((&(t, seq), _)) = self.queue.iter().next() else {
+            return;
+        };
+        let (i, d) = self.queue.remove(&(t, seq)).unwrap();
+        self.now = self.now.max(t);
+        if !self.nodes[i].dead {
+            self.deliver(i, d);
+        }
+    }
+
+    /// Runs until `done` or the step limit / time limit (which fail the test).
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Net) -> bool) {
+        let end = Instant::ZERO + limit;
+        while !done(self) {
+            assert!(self.steps < 2_000_000, "step limit: livelock?");
+            assert!(self.now <= end, "not done after {limit:?} of virtual time");
+            if !self.step() {
+                panic!("nothing left to do and not done");
+            }
+        }
+    }
+
+    fn all_complete(&self, nodes: &[usize]) -> bool {
+        nodes.iter().all(|i| self.nodes[*i].complete_at.is_some())
+    }
+
+    fn assert_data(&self, i: usize) {
+        assert!(
+            self.nodes[i].data == self.payload,
+            "node {i} holds different bytes"
+        );
+    }
+
+    fn stats(&self, i: usize) -> TorrentStats {
+        let n = &self.nodes[i];
+        n.session.stats(n.torrent.unwrap()).unwrap()
+    }
+
+    fn trace_hash(self) -> String {
+        self.trace
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+fn config() -> SessionConfig {
+    SessionConfig {
+        stats_interval: Duration::ZERO,
+        ..SessionConfig::default()
+    }
+}
+
+#[test]
+fn one_seed_one_leecher() {
+    let mut net = Net::new(300_000, 32 * 1024, vec![]);
+    let seed = net.add_node(true, config());
+    let leech = net.add_node(false, config());
+    net.connect(leech, seed);
+    net.run_until(Duration::from_secs(120), |n| n.all_complete(&[leech]));
+    net.assert_data(leech);
+    let s = net.stats(leech);
+    assert_eq!(s.pieces_have, s.pieces_total);
+    assert_eq!(s.left, 0);
+    assert_eq!(s.downloaded, 300_000);
+    let done: Vec<u32> = net.nodes[leech]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PieceDone { piece, .. } => Some(*piece),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        done.len() as u32,
+        s.pieces_total,
+        "every piece verified once"
+    );
+    assert_eq!(net.stats(seed).uploaded, 300_000);
+}
+
+#[test]
+fn one_seed_five_leechers_trade_among_themselves() {
+    let mut net = Net::new(2 * 1024 * 1024, 32 * 1024, vec![]);
+    let seed = net.add_node(true, config());
+    let leechers: Vec<usize> = (0..5).map(|_| net.add_node(false, config())).collect();
+    for &l in &leechers {
+        net.connect(l, seed);
+        for &o in &leechers {
+            if o < l {
+                net.connect(l, o);
+            }
+        }
+    }
+    net.run_until(Duration::from_secs(600), |n| n.all_complete(&leechers));
+    for &l in &leechers {
+        net.assert_data(l);
+    }
+    let uploaded_by_leechers: u64 = leechers.iter().map(|&l| net.stats(l).uploaded).sum();
+    assert!(
+        uploaded_by_leechers > 0,
+        "leechers must upload to each other"
+    );
+}
+
+#[test]
+fn corrupt_peer_is_banned_and_pieces_refetched() {
+    let mut net = Net::new(1024 * 1024, 16 * 1024, vec![]);
+    let good = net.add_node(true, config());
+    let liar = net.add_node(true, config());
+    net.nodes[liar].corrupt = true;
+    let leech = net.add_node(false, config());
+    net.connect(leech, liar);
+    net.connect(leech, good);
+    net.run_until(Duration::from_secs(600), |n| n.all_complete(&[leech]));
+    net.assert_data(leech);
+    let events = &net.nodes[leech].events;
+    assert!(events.iter().any(|e| matches!(e, Event::HashFailed { .. })));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::PeerBanned { addr, .. } if *addr == addr_of(liar))),
+        "the liar must be banned: {events:?}"
+    );
+    assert!(net.stats(leech).hash_failures >= 1);
+}
+
+#[test]
+fn peer_vanishing_mid_piece_does_not_stall() {
+    let mut net = Net::new(1024 * 1024, 64 * 1024, vec![]);
+    let a = net.add_node(true, config());
+    let b = net.add_node(true, config());
+    let leech = net.add_node(false, config());
+    net.connect(leech, a);
+    net.connect(leech, b);
+    // Let the download start, then make `a` vanish without a word.
+    net.run_until(Duration::from_secs(60), |n| {
+        n.stats(leech).downloaded > 200_000
+    });
+    net.nodes[a].dead = true;
+    net.run_until(Duration::from_secs(900), |n| n.all_complete(&[leech]));
+    net.assert_data(leech);
+}
+
+#[test]
+fn seed_rotation_serves_every_interested_peer() {
+    // A slow seed (64 KiB/s) and 10 leechers: 5 unchoke slots, so only rotation (seed-mode
+    // round robin and the optimistic unchoke) lets every leecher get data from the seed.
+    let mut net = Net::new(2 * 1024 * 1024, 64 * 1024, vec![]);
+    let mut slow = config();
+    slow.upload_limit = Some(64 * 1024);
+    let seed = net.add_node(true, slow);
+    let leechers: Vec<usize> = (0..10).map(|_| net.add_node(false, config())).collect();
+    for &l in &leechers {
+        net.connect(l, seed);
+    }
+    net.run_until(Duration::from_secs(900), |n| n.all_complete(&leechers));
+    for &l in &leechers {
+        assert!(
+            net.nodes[seed].served_to.get(&l).copied().unwrap_or(0) > 0,
+            "the seed never served node {l}: {:?}",
+            net.nodes[seed].served_to
+        );
+    }
+}
+
+#[test]
+fn tracker_failover_to_second_tier() {
+    let dead = "http://dead.example/announce".to_owned();
+    let good = "http://good.example/announce".to_owned();
+    let mut net = Net::new(
+        256 * 1024,
+        32 * 1024,
+        vec![vec![dead.clone()], vec![good.clone()]],
+    );
+    net.dead_trackers.push(dead.clone());
+    let seed = net.add_node(true, config());
+    let leech = net.add_node(false, config());
+    let _ = seed;
+    net.run_until(Duration::from_secs(300), |n| n.all_complete(&[leech]));
+    net.assert_data(leech);
+    assert!(net.tracker_hits.get(&dead).copied().unwrap_or(0) >= 1);
+    assert!(net.tracker_hits.get(&good).copied().unwrap_or(0) >= 2);
+    assert!(
+        net.nodes[leech]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::TrackerError { url, .. } if *url == dead))
+    );
+}
+
+#[test]
+fn disk_full_stops_the_torrent_with_a_clear_error() {
+    let mut net = Net::new(256 * 1024, 32 * 1024, vec![]);
+    let seed = net.add_node(true, config());
+    let leech = net.add_node(false, config());
+    net.nodes[leech].disk_full = true;
+    net.connect(leech, seed);
+    net.run_until(Duration::from_secs(60), |n| {
+        n.nodes[leech]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::TorrentError { .. }))
+    });
+    let msg = net.nodes[leech]
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::TorrentError { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(msg.contains("no space left on device"), "{msg}");
+    assert_eq!(net.stats(leech).state, TorrentState::Errored);
+    assert_eq!(net.nodes[leech].session.connection_count(), 0);
+}
+
+fn run_swarm(seed_offset: u64) -> String {
+    let mut net = Net::new(512 * 1024, 32 * 1024, vec![]);
+    net.seed_base = seed_offset;
+    let s = net.add_node(true, config());
+    let l1 = net.add_node(false, config());
+    let l2 = net.add_node(false, config());
+    net.connect(l1, s);
+    net.connect(l2, s);
+    net.connect(l2, l1);
+    net.run_until(Duration::from_secs(300), |n| n.all_complete(&[l1, l2]));
+    net.trace_hash()
+}
+
+#[test]
+fn same_seed_same_outputs() {
+    assert_eq!(run_swarm(5), run_swarm(5));
+    assert_ne!(run_swarm(5), run_swarm(6));
+}
+
+/// A raw, hostile peer: the test writes bytes to the session by hand.
+struct Raw {
+    session: Session,
+    conn: ConnId,
+    now: Instant,
+    closes: Vec<String>,
+    fast: bool,
+}
+
+impl Raw {
+    /// A seed of a `len`-byte torrent in 16 KiB pieces, with one incoming connection.
+    fn new(len: usize) -> (Raw, [u8; 20]) {
+        let payload = payload(len, 1);
+        let meta = make_torrent(&payload, 16 * 1024, vec![]);
+        let info_hash = *meta.info_hash().as_bytes();
+        let now = Instant::ZERO;
+        let mut session = Session::new(config(), 7, now);
+        session
+            .add_torrent(now, meta.clone(), Some(&Bitfield::full(meta.piece_count())))
+            .unwrap();
+        drain_all(&mut session);
+        let conn = session.accept(now, addr_of(50)).unwrap();
+        drain_all(&mut session);
+        (
+            Raw {
+                session,
+                conn,
+                now,
+                closes: Vec::new(),
+                fast: true,
+            },
+            info_hash,
+        )
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.now = self.now + Duration::from_millis(1);
+        self.session
+            .handle_input(self.now, Input::Received(self.conn, bytes))
+            .unwrap();
+        loop {
+            match self.session.poll_output() {
+                Output::Timeout(_) => break,
+                Output::Close { reason, .. } => self.closes.push(reason),
+                Output::Transmit(c) => {
+                    let mut b = Vec::new();
+                    self.session.poll_transmit(c, &mut b);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn handshake(&mut self, info_hash: [u8; 20]) {
+        let mut hs = Vec::new();
+        hs.push(19);
+        hs.extend_from_slice(b"BitTorrent protocol");
+        let fast = if self.fast { 0x04 } else { 0 };
+        hs.extend_from_slice(&[0, 0, 0, 0, 0, 0x10, 0, fast]);
+        hs.extend_from_slice(&info_hash);
+        hs.extend_from_slice(b"-XX0001-abcdefghijkl");
+        self.send(&hs);
+    }
+}
+
+fn drain_all(s: &mut Session) {
+    while !matches!(s.poll_output(), Output::Timeout(_)) {}
+}
+
+fn frame(id: u8, payload: &[u8]) -> Vec<u8> {
+    let mut v = ((payload.len() + 1) as u32).to_be_bytes().to_vec();
+    v.push(id);
+    v.extend_from_slice(payload);
+    v
+}
+
+#[test]
+fn hostile_peers_are_dropped_with_a_reason() {
+    // 100_000 bytes in 16 KiB pieces: 7 pieces, a 1-byte bitfield with 1 spare bit.
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("oversized frame", vec![0xff, 0xff, 0xff, 0xff, 7], "frame"),
+        ("bitfield too long", frame(5, &[0xfe, 0]), "bitfield"),
+        ("spare bits", frame(5, &[0xff]), "spare"),
+        ("have out of range", frame(4, &900u32.to_be_bytes()), "900"),
+        (
+            "request beyond piece",
+            frame(
+                6,
+                &[
+                    0u32.to_be_bytes(),
+                    16_000u32.to_be_bytes(),
+                    16_384u32.to_be_bytes(),
+                ]
+                .concat(),
+            ),
+            "",
+        ),
+        (
+            "unrequested piece (fast extension)",
+            frame(
+                7,
+                &[&0u32.to_be_bytes()[..], &0u32.to_be_bytes(), &[1, 2, 3]].concat(),
+            ),
+            "never requested",
+        ),
+    ];
+    for (name, bytes, needle) in cases {
+        let (mut raw, ih) = Raw::new(100_000);
+        raw.handshake(ih);
+        assert!(raw.closes.is_empty(), "{name}: closed at handshake");
+        raw.send(&bytes);
+        assert_eq!(
+            raw.closes.len(),
+            1,
+            "{name}: expected one close, got {:?}",
+            raw.closes
+        );
+        assert!(
+            raw.closes[0].contains(needle),
+            "{name}: reason {:?} lacks {needle:?}",
+            raw.closes[0]
+        );
+        assert_eq!(raw.session.connection_count(), 0, "{name}");
+    }
+}
+
+#[test]
+fn wrong_info_hash_and_request_flood_are_dropped() {
+    let (mut raw, _) = Raw::new(100_000);
+    raw.handshake([9; 20]);
+    assert_eq!(raw.closes.len(), 1);
+    assert!(raw.closes[0].contains("do not serve"), "{:?}", raw.closes);
+
+    // 8 MiB in 16 KiB pieces: 512 distinct blocks to ask for, twice the queue bound.
+    let (mut raw, ih) = Raw::new(8 << 20);
+    raw.handshake(ih);
+    raw.send(&frame(2, &[])); // interested: the seed unchokes us at once (free slots)
+    let mut flood = Vec::new();
+    for i in 0..512u32 {
+        let request = [i.to_be_bytes(), 0u32.to_be_bytes(), 16384u32.to_be_bytes()];
+        flood.extend(frame(6, &request.concat()));
+    }
+    raw.send(&flood);
+    // With the fast extension the excess is rejected: the connection stays, bounded.
+    assert!(raw.closes.is_empty(), "{:?}", raw.closes);
+    let conn = raw.session.conns.get(&raw.conn).unwrap();
+    assert!(conn.peer.queued_requests().count() <= 250);
+    assert!(conn.reads_in_flight <= 8);
+
+    // Without it there is no way to refuse politely: the peer is dropped.
+    let (mut raw, ih) = Raw::new(8 << 20);
+    raw.fast = false;
+    raw.handshake(ih);
+    raw.send(&frame(2, &[]));
+    raw.send(&flood);
+    assert_eq!(raw.closes.len(), 1, "{:?}", raw.closes);
+    assert!(raw.closes[0].contains("request"), "{:?}", raw.closes);
+}
+
+#[test]
+fn misuse_is_an_error() {
+    let mut s = Session::new(config(), 1, Instant::from_secs(10));
+    assert!(matches!(
+        s.handle_input(Instant::from_secs(5), Input::Timeout),
+        Err(SessionError::TimeWentBackwards { .. })
+    ));
+    assert!(matches!(
+        s.handle_input(Instant::from_secs(10), Input::Received(ConnId(42), b"x")),
+        Err(SessionError::UnknownConnection(ConnId(42)))
+    ));
+    let payload = payload(50_000, 3);
+    let meta = make_torrent(&payload, 16 * 1024, vec![]);
+    s.add_torrent(Instant::from_secs(10), meta.clone(), None)
+        .unwrap();
+    // Outputs (stats, announces) may be pending: not draining is misuse.
+    let id = s.accept(Instant::from_secs(10), addr_of(3));
+    if let Err(e) = id {
+        assert_eq!(e, SessionError::NotDrained);
+    }
+    drain_all(&mut s);
+    assert!(matches!(
+        s.add_torrent(Instant::from_secs(10), meta, None),
+        Err(SessionError::DuplicateTorrent(_))
+    ));
+}
+
+#[test]
+fn endgame_does_not_wait_for_a_slow_peer() {
+    let mut net = Net::new(1024 * 1024, 64 * 1024, vec![]);
+    let fast = net.add_node(true, config());
+    let slow = net.add_node(true, config());
+    net.nodes[slow].extra_latency = Duration::from_secs(10);
+    // (With `endgame_max_requesters: 1` this takes the full 10 s round trip.)
+    let leech = net.add_node(false, config());
+    net.connect(leech, slow);
+    // The slow seed gets the download going and holds a full pipeline of requests...
+    net.run_until(Duration::from_secs(120), |n| n.stats(leech).downloaded > 0);
+    // ...then a fast seed appears: it takes over, and in endgame it also fetches what is
+    // still outstanding at the slow one instead of waiting a 10 s round trip for it.
+    net.connect(leech, fast);
+    let joined = net.now;
+    net.run_until(Duration::from_secs(600), |n| n.all_complete(&[leech]));
+    net.assert_data(leech);
+    let took = net.nodes[leech].complete_at.unwrap() - joined;
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?} after the fast seed joined"
+    );
+}
