@@ -261,8 +261,12 @@ impl PeerConn {
         if let Some(r) = &self.closed {
             return r.clone();
         }
-        let reason = CloseReason::UnknownTorrent {
-            info_hash: self.st.torrent.info_hash,
+        let reason = if self.st.phase == Phase::AwaitingAccept {
+            CloseReason::UnknownTorrent {
+                info_hash: self.st.torrent.info_hash,
+            }
+        } else {
+            misuse("reject() called while no info hash awaits an answer")
         };
         set_closed(&mut self.closed, reason)
     }
@@ -612,7 +616,8 @@ impl PeerConn {
     /// Sends the peer its BEP 6 allowed-fast set (`allowed_fast_count` pieces computed from its
     /// IPv4 address); returns how many new pieces were sent. 0 without the fast extension,
     /// without an IPv4 address, or if already sent. BEP 6 advises it for peers that have few
-    /// pieces; requests for these pieces are then served even while we choke the peer.
+    /// pieces; requests for these pieces are then served even while we choke the peer. Call it
+    /// after [`PeerConn::send_bitfield`], which must come first.
     pub fn send_allowed_fast_set(&mut self, now: Instant) -> Result<usize, CloseReason> {
         self.guarded(|st| {
             st.require_connected()?;

@@ -227,6 +227,10 @@ fn incoming_reject_and_misuse() {
     let err = conn.handle_bytes(at(0), &mut input).unwrap_err();
     assert!(matches!(err, CloseReason::Misuse { .. }), "{err}");
 
+    // So is reject() when nothing awaits an answer.
+    let mut conn = connect(BOTH, BOTH);
+    assert!(matches!(conn.reject(), CloseReason::Misuse { .. }));
+
     // accept() with the wrong torrent is one too.
     let mut conn = PeerConn::new_incoming(config(OUR_ID, BOTH), None, at(0));
     feed(&mut conn, at(0), &prefix[..48]).unwrap();
