@@ -377,6 +377,43 @@ impl Session {
         Ok(())
     }
 
+    /// Sets file priorities (0 = skip, 1..=7, default 4), one per file of the torrent in
+    /// metainfo order; pieces shared by files take the highest of their priorities.
+    pub fn set_file_priorities(
+        &mut self,
+        now: Instant,
+        torrent: TorrentId,
+        priorities: &[u8],
+    ) -> Result<(), SessionError> {
+        self.begin_command(now)?;
+        let t = self
+            .torrents
+            .get_mut(&torrent)
+            .ok_or(SessionError::UnknownTorrent(torrent))?;
+        let files = t.meta.files();
+        if files.len() != priorities.len() {
+            return Err(SessionError::Unsupported(format!(
+                "{} file priorities given for {} files",
+                priorities.len(),
+                files.len()
+            )));
+        }
+        let spans: Vec<(u64, u8)> = files
+            .iter()
+            .zip(priorities)
+            .map(|(f, p)| (f.length(), *p))
+            .collect();
+        t.picker
+            .set_file_priorities(&spans)
+            .map_err(|e| SessionError::Unsupported(e.to_string()))?;
+        let ids: Vec<ConnId> = t.conns.iter().copied().collect();
+        for id in ids {
+            self.update_interest(now, id);
+        }
+        self.run_timers(now);
+        Ok(())
+    }
+
     /// Changes the rate limits (payload bytes per second; `None` lifts a limit).
     pub fn set_limits(
         &mut self,
@@ -511,11 +548,11 @@ impl Session {
             }
             Input::ConnectFailed(id) => {
                 self.known_conn(id)?;
-                self.drop_conn(now, id, LeaveReason::ConnectFailed, false);
+                self.drop_conn(now, id, LeaveReason::ConnectFailed);
             }
             Input::Closed(id) => {
                 self.known_conn(id)?;
-                self.drop_conn(now, id, LeaveReason::Remote, false);
+                self.drop_conn(now, id, LeaveReason::Remote);
             }
             Input::Received(id, data) => {
                 self.known_conn(id)?;
@@ -704,11 +741,11 @@ impl Session {
             conn: id,
             reason: reason.clone(),
         });
-        self.drop_conn(now, id, LeaveReason::Closed(reason), true);
+        self.drop_conn(now, id, LeaveReason::Closed(reason));
     }
 
     /// Forgets a connection (closed by us or by the remote).
-    fn drop_conn(&mut self, now: Instant, id: ConnId, reason: LeaveReason, by_us: bool) {
+    fn drop_conn(&mut self, now: Instant, id: ConnId, reason: LeaveReason) {
         let Some(conn) = self.conns.remove(&id) else {
             return;
         };
@@ -727,20 +764,17 @@ impl Session {
         t.picker.peer_gone(conn.key);
         t.choke_dirty = true;
         if conn.peer.is_outgoing() {
-            match &reason {
-                LeaveReason::ConnectFailed => t.peers.connect_failed(conn.addr, now),
-                // A peer that completed the handshake and left is no failure; one that broke
-                // the protocol or the handshake is.
-                _ if conn.joined && !matches!(reason, LeaveReason::Closed(_)) => t
-                    .peers
-                    .disconnected(conn.addr, now, DisconnectReason::Normal),
-                _ if conn.joined && by_us => {
-                    t.peers
-                        .disconnected(conn.addr, now, DisconnectReason::Normal)
-                }
-                _ => t
-                    .peers
-                    .disconnected(conn.addr, now, DisconnectReason::Failed),
+            if reason == LeaveReason::ConnectFailed {
+                t.peers.connect_failed(conn.addr, now);
+            } else {
+                // A peer that got past the handshake and left is no failure (we may reconnect
+                // later); one that never completed it counts against the address.
+                let how = if conn.joined {
+                    DisconnectReason::Normal
+                } else {
+                    DisconnectReason::Failed
+                };
+                t.peers.disconnected(conn.addr, now, how);
             }
         }
         if conn.joined {

@@ -846,3 +846,39 @@ fn endgame_does_not_wait_for_a_slow_peer() {
         "took {took:?} after the fast seed joined"
     );
 }
+
+#[test]
+fn skipped_files_are_not_downloaded() {
+    // Two files of 96 KiB and 160 KiB in 32 KiB pieces: pieces 0..3 hold the first file only.
+    let mut net = Net::new(256 * 1024, 32 * 1024, vec![]);
+    let files = vec![
+        crate::create::FileEntry {
+            path: vec!["a.bin".into()],
+            length: 96 * 1024,
+        },
+        crate::create::FileEntry {
+            path: vec!["b.bin".into()],
+            length: 160 * 1024,
+        },
+    ];
+    let pieces: Vec<u8> = net.payload.chunks(32 * 1024).flat_map(hash_piece).collect();
+    let built = TorrentBuilder::new("dir", Content::Directory { files }, Some(32 * 1024))
+        .unwrap()
+        .build(&pieces)
+        .unwrap();
+    net.meta = Metainfo::from_bytes(&built.bytes).unwrap();
+    let seed = net.add_node(true, config());
+    let leech = net.add_node(false, config());
+    let (t, now) = (net.nodes[leech].torrent.unwrap(), net.now);
+    net.nodes[leech]
+        .session
+        .set_file_priorities(now, t, &[4, 0])
+        .unwrap();
+    net.drain(leech);
+    net.connect(leech, seed);
+    net.run_until(Duration::from_secs(120), |n| n.all_complete(&[leech]));
+    let s = net.stats(leech);
+    assert_eq!(s.pieces_have, 3, "only the first file's pieces");
+    assert_eq!(s.left, 0);
+    assert_eq!(net.nodes[leech].data[..96 * 1024], net.payload[..96 * 1024]);
+}
