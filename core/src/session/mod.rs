@@ -310,11 +310,7 @@ impl Session {
         torrent: TorrentId,
         addr: SocketAddr,
     ) -> Result<(), SessionError> {
-        self.begin_command(now)?;
-        let t = self
-            .torrents
-            .get_mut(&torrent)
-            .ok_or(SessionError::UnknownTorrent(torrent))?;
+        let t = self.command_on(now, torrent)?;
         t.peers.add(addr, PeerSource::Manual);
         self.run_timers(now);
         Ok(())
@@ -322,11 +318,7 @@ impl Session {
 
     /// Pauses a torrent: closes its connections and announces `stopped`.
     pub fn pause(&mut self, now: Instant, torrent: TorrentId) -> Result<(), SessionError> {
-        self.begin_command(now)?;
-        let t = self
-            .torrents
-            .get_mut(&torrent)
-            .ok_or(SessionError::UnknownTorrent(torrent))?;
+        let t = self.command_on(now, torrent)?;
         if t.state == TorrentState::Running {
             t.state = TorrentState::Paused;
             t.announcer.stop(now);
@@ -338,22 +330,17 @@ impl Session {
 
     /// Resumes a paused torrent (not one stopped by a disk error: remove and re-add it).
     pub fn resume(&mut self, now: Instant, torrent: TorrentId) -> Result<(), SessionError> {
-        self.begin_command(now)?;
-        let t = self
-            .torrents
-            .get_mut(&torrent)
-            .ok_or(SessionError::UnknownTorrent(torrent))?;
+        let t = self.command_on(now, torrent)?;
         if t.state == TorrentState::Paused {
-            t.state = TorrentState::Running;
+            let trackers = t.meta.trackers().to_vec();
             // The announcer cannot restart after `stop`: a new one announces `started` again.
-            let (announcer, _) = Announcer::new(
-                t.meta.trackers().to_vec(),
-                self.config.announce.clone(),
-                self.rng.fork(),
-                now,
-            );
-            t.announcer = announcer;
-            t.completed_announced = t.picker.is_finished();
+            let (announcer, _) =
+                Announcer::new(trackers, self.config.announce.clone(), self.rng.fork(), now);
+            if let Some(t) = self.torrents.get_mut(&torrent) {
+                t.state = TorrentState::Running;
+                t.announcer = announcer;
+                t.completed_announced = t.picker.is_finished();
+            }
         }
         self.run_timers(now);
         Ok(())
@@ -362,11 +349,7 @@ impl Session {
     /// Removes a torrent: closes its connections, announces `stopped`, then forgets it
     /// ([`Event::TorrentRemoved`]). Data on disk is the driver's business.
     pub fn remove(&mut self, now: Instant, torrent: TorrentId) -> Result<(), SessionError> {
-        self.begin_command(now)?;
-        let t = self
-            .torrents
-            .get_mut(&torrent)
-            .ok_or(SessionError::UnknownTorrent(torrent))?;
+        let t = self.command_on(now, torrent)?;
         if t.state != TorrentState::Removing {
             t.state = TorrentState::Removing;
             t.announcer.stop(now);
@@ -385,11 +368,7 @@ impl Session {
         torrent: TorrentId,
         priorities: &[u8],
     ) -> Result<(), SessionError> {
-        self.begin_command(now)?;
-        let t = self
-            .torrents
-            .get_mut(&torrent)
-            .ok_or(SessionError::UnknownTorrent(torrent))?;
+        let t = self.command_on(now, torrent)?;
         let files = t.meta.files();
         if files.len() != priorities.len() {
             return Err(SessionError::Unsupported(format!(
@@ -671,6 +650,15 @@ impl Session {
         }
         self.now = now;
         Ok(())
+    }
+
+    /// Starts a command on one torrent: the checks of [`Session::begin_command`], then the
+    /// torrent.
+    fn command_on(&mut self, now: Instant, id: TorrentId) -> Result<&mut Torrent, SessionError> {
+        self.begin_command(now)?;
+        self.torrents
+            .get_mut(&id)
+            .ok_or(SessionError::UnknownTorrent(id))
     }
 
     fn known_conn(&self, id: ConnId) -> Result<(), SessionError> {

@@ -882,3 +882,57 @@ fn skipped_files_are_not_downloaded() {
     assert_eq!(s.left, 0);
     assert_eq!(net.nodes[leech].data[..96 * 1024], net.payload[..96 * 1024]);
 }
+
+#[test]
+fn pause_resume_remove_and_shutdown() {
+    let mut net = Net::new(1024 * 1024, 32 * 1024, vec![]);
+    let seed = net.add_node(true, config());
+    let leech = net.add_node(false, config());
+    net.connect(leech, seed);
+    net.run_until(Duration::from_secs(60), |n| {
+        n.stats(leech).downloaded > 100_000
+    });
+    let (t, now) = (net.nodes[leech].torrent.unwrap(), net.now);
+    net.nodes[leech].session.pause(now, t).unwrap();
+    net.drain(leech);
+    assert_eq!(net.stats(leech).state, TorrentState::Paused);
+    assert_eq!(net.nodes[leech].session.connection_count(), 0);
+    // Paused torrents make no connections, whatever time passes.
+    net.run_until(Duration::from_secs(200), |n| {
+        n.now >= Instant::from_secs(150)
+    });
+    assert_eq!(net.nodes[leech].session.connection_count(), 0);
+    let have_before = net.stats(leech).pieces_have;
+    let now = net.now;
+    net.nodes[leech].session.resume(now, t).unwrap();
+    net.drain(leech);
+    net.run_until(Duration::from_secs(900), |n| n.all_complete(&[leech]));
+    net.assert_data(leech);
+    assert!(net.stats(leech).pieces_have >= have_before);
+
+    let (t, now) = (net.nodes[seed].torrent.unwrap(), net.now);
+    net.nodes[seed].session.remove(now, t).unwrap();
+    net.drain(seed);
+    net.run_until(Duration::from_secs(1000), |n| {
+        n.nodes[seed]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::TorrentRemoved { .. }))
+    });
+    assert_eq!(net.nodes[seed].session.torrents().count(), 0);
+
+    let now = net.now;
+    net.nodes[leech].session.shutdown(now).unwrap();
+    net.drain(leech);
+    net.run_until(Duration::from_secs(1100), |n| {
+        n.nodes[leech]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::ShutdownComplete))
+    });
+    let now = net.now;
+    assert!(matches!(
+        net.nodes[leech].session.accept(now, addr_of(9)),
+        Err(SessionError::ShuttingDown)
+    ));
+}
