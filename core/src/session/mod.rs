@@ -280,6 +280,7 @@ impl Session {
             pending_writes: BTreeMap::new(),
             awaiting_writes: BTreeSet::new(),
             verifying: BTreeSet::new(),
+            left: 0,
             downloaded: 0,
             uploaded: 0,
             wasted: 0,
@@ -290,6 +291,8 @@ impl Session {
             completed_announced: false,
             choke_dirty: false,
         };
+        let mut torrent = torrent;
+        torrent.recount_left();
         let complete = torrent.picker.is_finished();
         self.by_info_hash.insert(info_hash, id);
         self.torrents.insert(id, torrent);
@@ -385,6 +388,7 @@ impl Session {
         t.picker
             .set_file_priorities(&spans)
             .map_err(|e| SessionError::Unsupported(e.to_string()))?;
+        t.recount_left();
         let ids: Vec<ConnId> = t.conns.iter().copied().collect();
         for id in ids {
             self.update_interest(now, id);
@@ -1435,6 +1439,7 @@ impl Session {
         };
         match outcome {
             VerifyOutcome::Passed => {
+                t.piece_passed(piece);
                 self.outputs.push_back(Output::Event(Event::PieceDone {
                     torrent: tid,
                     piece,

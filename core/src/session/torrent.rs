@@ -16,7 +16,8 @@
 //!    each attached connection's picker key back to it (keys are never reused).
 //! 5. Only a `Running` torrent has connections, makes requests or announces (other than
 //!    `stopped`).
-//! 6. Everything here is bounded: connections by the limits, the peer list by its config,
+//! 6. `left` is the byte count of pieces that are wanted (priority > 0) and not verified.
+//! 7. Everything here is bounded: connections by the limits, the peer list by its config,
 //!    pending writes and verifications by the number of pieces.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,6 +50,7 @@ pub(crate) struct Torrent {
     pub(crate) pending_writes: BTreeMap<u32, u32>,
     pub(crate) awaiting_writes: BTreeSet<u32>,
     pub(crate) verifying: BTreeSet<u32>,
+    pub(crate) left: u64,
     pub(crate) downloaded: u64,
     pub(crate) uploaded: u64,
     pub(crate) wasted: u64,
@@ -62,18 +64,32 @@ pub(crate) struct Torrent {
 }
 
 impl Torrent {
-    /// Bytes of wanted pieces not yet verified.
+    /// Bytes of wanted pieces not yet verified (kept up to date: announces read it often).
     pub(crate) fn left(&self) -> u64 {
+        self.left
+    }
+
+    /// Recounts [`Torrent::left`] from the picker, for when priorities change.
+    pub(crate) fn recount_left(&mut self) {
+        self.left = self.counted_left();
+    }
+
+    /// Bytes of wanted, unverified pieces, counted piece by piece: O(pieces).
+    fn counted_left(&self) -> u64 {
         let g = self.picker.geometry();
-        let mut left = 0u64;
         let have = self.picker.have();
-        // O(pieces) but only called for announces and stats (seconds apart).
-        for piece in 0..g.piece_count() {
-            if !have.get(piece) && self.picker.piece_priority(piece).is_some_and(|p| p > 0) {
-                left = left.saturating_add(u64::from(g.piece_size(piece).unwrap_or(0)));
-            }
+        (0..g.piece_count())
+            .filter(|&p| !have.get(p) && self.picker.piece_priority(p).is_some_and(|q| q > 0))
+            .map(|p| u64::from(g.piece_size(p).unwrap_or(0)))
+            .sum()
+    }
+
+    /// A wanted piece passed its hash check.
+    pub(crate) fn piece_passed(&mut self, piece: u32) {
+        if self.picker.piece_priority(piece).is_some_and(|q| q > 0) {
+            let size = self.picker.geometry().piece_size(piece).unwrap_or(0);
+            self.left = self.left.saturating_sub(u64::from(size));
         }
-        left
     }
 
     /// A fresh picker key for a newly attached connection.
@@ -104,6 +120,13 @@ impl Torrent {
             if !self.pending_writes.contains_key(piece) {
                 return Err(format!("piece {piece} awaits writes but none are pending"));
             }
+        }
+        let counted = self.counted_left();
+        if counted != self.left {
+            return Err(format!(
+                "left is {} but the pieces say {counted}",
+                self.left
+            ));
         }
         if self.by_key.len() != self.conns.len() {
             return Err(format!(
