@@ -539,12 +539,12 @@ mod tests {
             .unwrap()
             .tracker_urls(vec!["http://t.example/announce".into()])
             .creation_date(Some(1_700_000_000))
-            .created_by(Some("hive-smol/0.1.0".into()));
+            .created_by(Some("Hive/0.1.0".into()));
         assert_eq!(b.files(), &[entry("a.bin", 20000)]);
         assert_eq!(b.piece_count(), 2);
         let pieces = [[1u8; 20], [2u8; 20]].concat();
         let t = b.build(&pieces).unwrap();
-        let mut expected = b"d8:announce25:http://t.example/announce10:created by15:hive-smol/0.1.013:creation datei1700000000e8:encoding5:UTF-84:infod6:lengthi20000e4:name5:a.bin12:piece lengthi16384e6:pieces40:".to_vec();
+        let mut expected = b"d8:announce25:http://t.example/announce10:created by10:Hive/0.1.013:creation datei1700000000e8:encoding5:UTF-84:infod6:lengthi20000e4:name5:a.bin12:piece lengthi16384e6:pieces40:".to_vec();
         expected.extend_from_slice(&pieces);
         expected.extend_from_slice(b"7:privatei0eee");
         assert_eq!(t.bytes, expected);

@@ -17,8 +17,8 @@
 //! - Parameter names are matched case-insensitively; unknown ones are ignored. Input longer
 //!   than [`MAX_MAGNET_LEN`] is refused, which bounds every list in the result.
 
+use core::net::SocketAddr;
 use std::fmt;
-use std::net::SocketAddr;
 use std::str::FromStr;
 
 use crate::metainfo::InfoHash;

@@ -24,8 +24,8 @@
 //! same host, as libtorrent's ip filter treats it. They live in their own bounded set, so
 //! eviction never unbans anyone.
 
+use core::net::{IpAddr, SocketAddr};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::time::Instant;

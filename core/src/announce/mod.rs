@@ -77,8 +77,8 @@ mod url;
 #[cfg(test)]
 mod tests;
 
+use core::net::SocketAddr;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::Duration;
 

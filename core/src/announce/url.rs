@@ -4,7 +4,7 @@
 //! Everything else is refused with a [`UrlError`] at construction, so a hostile or broken
 //! `announce-list` costs a warning, never a panic or a request to a nonsense address.
 
-use std::net::Ipv6Addr;
+use core::net::Ipv6Addr;
 
 use crate::tracker::{AnnounceRequest, http};
 

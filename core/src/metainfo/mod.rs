@@ -504,7 +504,7 @@ fn parse_info(info: &Value<'_>) -> Result<Metainfo, MetainfoError> {
         return Err(MetainfoError::PiecesNotMultipleOf20(pieces.len()));
     }
     // `pieces` borrows from `info.raw`, so its position there is a pointer difference; found
-    // without unsafe code as the offset of the string's tail in the raw bytes.
+    // safely, as the offset of the string's tail in the raw bytes.
     let pieces_at = dict
         .get(b"pieces")
         .map(|v| {

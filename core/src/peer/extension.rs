@@ -7,7 +7,7 @@
 //! in `m`, names up to [`MAX_NAME_LEN`] bytes, `v` up to [`MAX_VERSION_LEN`] bytes, `reqq`
 //! clamped to `1..=`[`MAX_REQQ`].
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::bencode::{self, DecodeError, Limits};
 

@@ -1,6 +1,6 @@
 //! The canonical allowed-fast set (BEP 6, "Allowed Fast Set Generation").
 
-use std::net::Ipv4Addr;
+use core::net::Ipv4Addr;
 
 use sha1::{Digest, Sha1};
 

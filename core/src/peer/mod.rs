@@ -85,8 +85,8 @@ mod sendbuf;
 #[cfg(test)]
 mod tests;
 
+use core::net::{IpAddr, Ipv4Addr};
 use std::collections::VecDeque;
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 pub use client::client_name;

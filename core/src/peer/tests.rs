@@ -1,7 +1,7 @@
 //! Tests of the per-connection machine: pure, no sockets, no sleeps; time is passed in.
 
+use core::net::{IpAddr, Ipv4Addr};
 use std::collections::{BTreeMap, VecDeque};
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use super::*;

@@ -41,8 +41,8 @@ mod types;
 #[cfg(test)]
 mod tests;
 
+use core::net::{IpAddr, SocketAddr};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 

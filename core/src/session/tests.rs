@@ -3,8 +3,8 @@
 //! latency, disk requests are answered from each node's own buffer, pieces are verified with
 //! real SHA-1. Time jumps to the next event; a step limit turns a livelock into a failure.
 
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use sha1::{Digest, Sha1};

@@ -1,6 +1,6 @@
 //! The Session's vocabulary: ids, inputs, outputs, events, configuration and errors.
 
-use std::net::SocketAddr;
+use core::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;

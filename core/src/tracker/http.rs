@@ -391,15 +391,15 @@ fn collect_peers(
 /// One BEP 3 peer dictionary: `ip` (IPv4 or IPv6 text, brackets tolerated) and `port`.
 /// The optional `peer id` is not kept: compact replies never carry it and the handshake
 /// tells us the real one.
-fn dict_peer(entry: &Value<'_>) -> Option<std::net::SocketAddr> {
+fn dict_peer(entry: &Value<'_>) -> Option<core::net::SocketAddr> {
     let ip = entry.get(b"ip")?.as_str()?;
     let ip = ip
         .strip_prefix('[')
         .and_then(|s| s.strip_suffix(']'))
         .unwrap_or(ip);
-    let ip: std::net::IpAddr = ip.parse().ok()?;
+    let ip: core::net::IpAddr = ip.parse().ok()?;
     let port = u16::try_from(entry.get(b"port")?.as_int()?).ok()?;
-    Some(std::net::SocketAddr::new(ip, port))
+    Some(core::net::SocketAddr::new(ip, port))
 }
 
 /// Parses a scrape reply (BEP 48): `files` maps 20-byte info hashes to `complete`,
@@ -441,8 +441,8 @@ mod tests {
     use super::*;
     use crate::bencode::OwnedValue;
     use crate::tracker::Event;
+    use core::net::{IpAddr, Ipv6Addr, SocketAddr};
     use proptest::prelude::*;
-    use std::net::{IpAddr, Ipv6Addr, SocketAddr};
     use std::time::Duration;
 
     /// The info hash from the BitTorrent wiki's example: a mix of bytes that need escapes and

@@ -10,8 +10,8 @@
 //! Both transports meet in [`AnnounceRequest`] (what we ask) and [`AnnounceResponse`] (what we
 //! keep of the answer), so the announce state machine does not care which one was used.
 
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::Duration;
 
 pub mod http;

@@ -10,7 +10,7 @@
 //! longer packets than needed (BEP 15: "do not expect packets to be exactly of a certain size");
 //! trailing bytes that do not make a whole peer, hash or stats entry are ignored.
 
-use std::net::Ipv4Addr;
+use core::net::Ipv4Addr;
 use std::time::Duration;
 
 use super::{
@@ -287,7 +287,7 @@ impl AnnounceRequest {
     /// `tracker_id` and `compact` have no UDP equivalent.
     pub fn new(connection_id: u64, transaction_id: u32, req: &super::AnnounceRequest<'_>) -> Self {
         let ip = match req.ip.map(|ip| ip.to_canonical()) {
-            Some(std::net::IpAddr::V4(v4)) => v4,
+            Some(core::net::IpAddr::V4(v4)) => v4,
             _ => Ipv4Addr::UNSPECIFIED,
         };
         let num_want = req
@@ -569,7 +569,7 @@ pub fn encode_announce_response<I>(
     family: AddressFamily,
 ) -> usize
 where
-    I: IntoIterator<Item = std::net::SocketAddr>,
+    I: IntoIterator<Item = core::net::SocketAddr>,
 {
     encode_announce_header(out, transaction_id, interval, leechers, seeders);
     write_compact_peers(out, peers, family)
@@ -748,9 +748,9 @@ impl<'a> Response<'a> {
 mod tests {
     use super::*;
     use crate::tracker::tests::{v4_addr, v6_addr};
+    use core::net::SocketAddr;
     use proptest::prelude::*;
     use std::fmt::Write as _;
-    use std::net::SocketAddr;
 
     /// Hex, 16 bytes a line, for snapshots that can be read against BEP 15's offset tables.
     fn hex(bytes: &[u8]) -> String {
