@@ -20,6 +20,7 @@
 //! | `i03e`, `i-0e`, `03:abc`           | accepted                        | `LeadingZero`/`NegativeZero` | not canonical; a rejection Hive may make |
 //! | integers in `i64::MAX+1 ..= u64::MAX` | accepted (`Number::Unsigned`) | `IntegerOverflow`           | canonical input outside `i64` is exempt |
 //! | `i-9223372036854775808e` (`i64::MIN`) | refused (negates a `u64` into `i64`) | accepted           | when Hive's value holds `i64::MIN`, the oracle must refuse |
+//! | a string length that overflows `offset + len` (`18446744073709551615:`) | panics: `attempt to add with overflow` in `SliceRead::parse_byte_str` (found by this target) | `StringTooLong` | oracle not run when [`scan`] sees such a length |
 
 use std::collections::BTreeMap;
 
@@ -77,11 +78,34 @@ impl Norm {
     }
 }
 
-/// An upper bound on how deep either decoder nests while reading `data`: it follows the same
-/// tokens (strings skipped by their length, integers up to their `e`) while the input is
-/// valid, and may only run further than a decoder that has stopped at an error. The oracle
-/// recurses without a limit, so it only sees inputs under [`MAX_DEPTH`] by this bound.
+/// What a token scan of an input says about the oracle's chances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scan {
+    /// An upper bound on how deep either decoder nests.
+    pub max_depth: usize,
+    /// A string length that would overflow the oracle's `offset + len`.
+    pub length_overflow: bool,
+}
+
+impl Scan {
+    /// Whether bt_bencode can be run on the input without crashing.
+    pub fn oracle_safe(&self) -> bool {
+        self.max_depth <= MAX_DEPTH && !self.length_overflow
+    }
+}
+
+/// An upper bound on how deep either decoder nests while reading `data`; see [`scan`].
 pub fn nesting_bound(data: &[u8]) -> usize {
+    scan(data).max_depth
+}
+
+/// Scans `data` along the same tokens as the decoders (strings skipped by their length,
+/// integers up to their `e`) while the input is valid; it may only run further than a decoder
+/// that has stopped at an error, so what it reports bounds what the oracle meets. The oracle
+/// recurses without a depth limit and adds string lengths to its offset unchecked, so it only
+/// sees inputs that are [`Scan::oracle_safe`].
+pub fn scan(data: &[u8]) -> Scan {
+    let mut length_overflow = false;
     let (mut depth, mut max, mut i) = (0usize, 0usize, 0usize);
     while let Some(&b) = data.get(i) {
         match b {
@@ -108,13 +132,20 @@ pub fn nesting_bound(data: &[u8]) -> usize {
                 });
                 match len.and_then(|l| (i + digits + 1).checked_add(l)) {
                     Some(next) => i = next,
-                    None => break,
+                    None => {
+                        // A length that does not fit a usize is an error for the oracle too.
+                        length_overflow = len.is_some();
+                        break;
+                    }
                 }
             }
             _ => break,
         }
     }
-    max
+    Scan {
+        max_depth: max,
+        length_overflow,
+    }
 }
 
 /// Every nested value's `raw` is exactly its span of the input; `offset`s are consistent.
@@ -190,7 +221,7 @@ pub fn check(data: &[u8]) {
     }
 
     // --- Hive against the oracle ---
-    if nesting_bound(data) > MAX_DEPTH {
+    if !scan(data).oracle_safe() {
         return;
     }
     let oracle = bt_bencode::from_slice::<bt_bencode::Value>(data);
@@ -257,6 +288,13 @@ mod tests {
         assert_eq!(nesting_bound(b"ilelllle"), 4);
         assert_eq!(nesting_bound(&[b'l'; 500]), 500);
         assert_eq!(nesting_bound(b"99999999999999999999999:l"), 0);
+        assert!(!scan(b"18446744073709551615:").oracle_safe());
+        assert!(!scan(b"d1:a18446744073709551610:e").oracle_safe());
+        assert!(
+            scan(b"99999999999999999999999:").oracle_safe(),
+            "the oracle refuses these"
+        );
+        assert!(scan(b"d1:ai1ee").oracle_safe());
     }
 
     #[test]
