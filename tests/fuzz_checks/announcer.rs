@@ -8,11 +8,16 @@
 //! drain at `now` it is `None` or later than `now`); every action is well-formed (a UDP datagram
 //! decodes as a BEP 15 connect or announce request for that tracker's host and port; after
 //! `stop` only `stopped` announces go out, UDP ones with `numwant` 0); at most one request per
-//! lane is in flight; outcomes stay within `max_outcomes`, error texts within `max_message`;
+//! lane is in flight; the policy of the module docs holds: a tracker's first announce is
+//! `started` (and only the first, until it answers), nothing but `stopped` goes to a lane
+//! before `min interval` has passed since its last success, a tracker that failed is not
+//! contacted before its backoff ends, and that backoff is `base · 2^(failures-1)` (capped)
+//! minus at most 25 % jitter; outcomes stay within `max_outcomes`, error texts within `max_message`;
 //! the counters only grow; the peer list stays within `max_peers` and its deadline agrees with
 //! `next_to_connect`. At the end it stops the announcer and drives it on virtual time alone: it
 //! must be done within `stop_timeout`.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
@@ -25,6 +30,7 @@ use hive_core::bencode::OwnedValue;
 use hive_core::peer_list::{DisconnectReason, PeerList, PeerListConfig, PeerSource};
 use hive_core::rng::Rng;
 use hive_core::time::Instant;
+use hive_core::tracker::http;
 use hive_core::tracker::udp::{self, ConnectResponse, ErrorResponse, Request};
 use hive_core::tracker::{AddressFamily, CompactPeers, Event, ResponseLimits};
 
@@ -250,6 +256,11 @@ struct Harness {
     peer_config: PeerListConfig,
     known: Vec<SocketAddr>,
     own: Vec<SocketAddr>,
+    /// Per lane (tier in announce-to-all-tiers mode, else 0): the last success and the
+    /// `min interval` that came with it.
+    last_success: BTreeMap<usize, (Instant, Duration)>,
+    /// Failures per tracker at the end of the previous step.
+    failures: BTreeMap<TrackerId, u32>,
 }
 
 fn push_bounded<T>(list: &mut Vec<T>, item: T, max: usize) {
@@ -327,6 +338,8 @@ impl Harness {
             peer_config,
             known: Vec::new(),
             own: Vec::new(),
+            last_success: BTreeMap::new(),
+            failures: BTreeMap::new(),
         }
     }
 
@@ -351,12 +364,17 @@ impl Harness {
                 }
             }
             Op::Http { pick: n, body } => {
-                if let Some(&(request, _)) = pick(&self.recent_http, n) {
+                if let Some(&(request, tracker)) = pick(&self.recent_http, n) {
                     let body = match body {
                         Body::Raw(b) => b,
                         Body::Reply(r) => r.encode(),
                     };
+                    let before = self.in_flight(tracker);
                     self.announcer.on_http_response(request, &body, now);
+                    let min_interval = http::parse_announce_response(&body, &self.config.limits)
+                        .ok()
+                        .and_then(|r| r.min_interval);
+                    self.note_success(tracker, before, min_interval);
                 }
             }
             Op::Udp {
@@ -414,7 +432,9 @@ impl Harness {
                     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 6969)
                 };
                 let tracker = *tracker;
+                let before = self.in_flight(tracker);
                 self.announcer.on_udp_packet(tracker, from, &out, now);
+                self.note_success(tracker, before, None);
             }
             Op::Fail { pick: n, kind } => {
                 let all: Vec<RequestId> = self
@@ -442,6 +462,30 @@ impl Harness {
             Op::Stop => self.stop(),
             Op::DrainOutcomes => self.drain_outcomes(),
             Op::Peer(op) => self.peer_op(op),
+        }
+    }
+
+    fn in_flight(&self, tracker: TrackerId) -> bool {
+        self.announcer.status(tracker).is_some_and(|s| s.in_flight)
+    }
+
+    /// The lane a tracker announces in.
+    fn lane(&self, tracker: TrackerId) -> usize {
+        match self.announcer.status(tracker) {
+            Some(s) if self.config.announce_to_all_tiers => s.tier,
+            _ => 0,
+        }
+    }
+
+    /// Records a success if the reply just given ended `tracker`'s request without a failure.
+    fn note_success(&mut self, tracker: TrackerId, was_in_flight: bool, min: Option<Duration>) {
+        let Some(s) = self.announcer.status(tracker) else {
+            return;
+        };
+        if was_in_flight && !s.in_flight && s.failures == 0 && !self.announcer.is_stopping() {
+            let min = min.unwrap_or(self.config.default_min_interval);
+            let lane = self.lane(tracker);
+            self.last_success.insert(lane, (self.now, min));
         }
     }
 
@@ -615,6 +659,7 @@ impl Harness {
                     .is_none_or(|e| e.len() <= self.config.limits.max_message)
             );
         }
+        self.check_backoffs();
         let c = self.announcer.counters();
         assert!(
             c.ignored_packets >= self.counters.ignored_packets
@@ -623,6 +668,61 @@ impl Harness {
             "counters went down"
         );
         self.counters = c;
+    }
+
+    /// A failure seen in this step (failures went up by one) set a backoff of
+    /// `base · 2^(failures-1)`, capped, minus at most 25 % jitter, from now.
+    fn check_backoffs(&mut self) {
+        let ids: Vec<TrackerId> = self.announcer.tiers().iter().flatten().copied().collect();
+        for id in ids {
+            let s = self.announcer.status(id).expect("a tracker of the tiers");
+            let before = self.failures.insert(id, s.failures).unwrap_or(0);
+            if s.failures == 0 || s.failures == before {
+                continue;
+            }
+            assert_eq!(s.failures, before + 1, "failures jumped within one step");
+            let doublings = (s.failures - 1).min(31);
+            let full = self
+                .config
+                .backoff_base
+                .saturating_mul(1 << doublings)
+                .min(self.config.backoff_cap);
+            let until = s.backoff_until.expect("a failed tracker backs off");
+            assert!(
+                until <= self.now + full && until >= self.now + full * 3 / 4,
+                "backoff after failure {} is {:?}, full {full:?}",
+                s.failures,
+                until - self.now
+            );
+        }
+    }
+
+    /// The announce policy for a request to `tracker` going out now with `event`.
+    fn check_policy(&self, tracker: TrackerId, event: Event) {
+        let s = self.announcer.status(tracker).expect("a known tracker");
+        if self.announcer.is_stopping() {
+            return;
+        }
+        assert_eq!(
+            event == Event::Started,
+            !s.started,
+            "event {event:?} to a tracker that {} accepted started",
+            if s.started { "has" } else { "never" }
+        );
+        if let Some(until) = s.backoff_until {
+            assert!(
+                until <= self.now,
+                "tracker contacted {:?} before its backoff ends",
+                until - self.now
+            );
+        }
+        if let Some(&(at, min)) = self.last_success.get(&self.lane(tracker)) {
+            assert!(
+                self.now >= at + min,
+                "announce {:?} after the last success, min interval {min:?}",
+                self.now - at
+            );
+        }
     }
 
     fn check_action(&self, action: &Action) {
@@ -641,6 +741,7 @@ impl Harness {
                     TrackerUrl::Http
                 );
                 assert!(url.contains("info_hash=") && url.contains("&peer_id="));
+                self.check_policy(*tracker, *event);
                 if stopping {
                     assert_eq!(*event, Event::Stopped, "only stopped announces after stop");
                     assert!(url.contains("&numwant=0"));
@@ -669,6 +770,7 @@ impl Harness {
                     Request::Connect(_) => {}
                     Request::Announce(a) => {
                         assert_eq!(a.info_hash, self.stats.info_hash);
+                        self.check_policy(*tracker, a.event);
                         if stopping {
                             assert_eq!(a.event, Event::Stopped);
                             assert_eq!(a.num_want, 0);
