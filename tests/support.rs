@@ -16,3 +16,4 @@ pub fn shared_dir() -> PathBuf {
     }
     PathBuf::from("/work/shared")
 }
+pub mod fuzz_checks;

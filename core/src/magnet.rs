@@ -73,7 +73,17 @@ impl PeerAddress {
             return (addr.port() != 0).then_some(PeerAddress::Socket(addr));
         }
         let (name, port) = s.rsplit_once(':')?;
+        // Digits only: `u16::from_str` also takes a leading `+`, and `1.2.3.4:+80` would then
+        // become a host named `1.2.3.4`, a second spelling of the socket address `1.2.3.4:80`
+        // (found by fuzzing: the canonical link parsed back differently).
+        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
         let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+        // An IPv4 literal is never a host name, however the port was spelled (`0080`).
+        if let Ok(ip) = name.parse::<std::net::Ipv4Addr>() {
+            return Some(PeerAddress::Socket(SocketAddr::from((ip, port))));
+        }
         let valid = !name.is_empty()
             && name.len() <= 253
             && name
@@ -449,6 +459,12 @@ mod tests {
         for s in ok {
             assert_eq!(PeerAddress::parse(s).unwrap().to_string(), s);
         }
+        // One address, one spelling: an IPv4 literal is a socket address whatever the port's
+        // leading zeros.
+        assert_eq!(
+            PeerAddress::parse("1.2.3.4:0080"),
+            Some(PeerAddress::Socket(SocketAddr::from(([1, 2, 3, 4], 80))))
+        );
         for s in [
             "1.2.3.4",
             ":80",
@@ -459,6 +475,9 @@ mod tests {
             "[::1]",
             "a/b:1",
             "",
+            "1.2.3.4:+80",
+            "host:+80",
+            "host:-1",
         ] {
             assert_eq!(PeerAddress::parse(s), None, "{s}");
         }

@@ -1,14 +1,5 @@
-//! Bencode decoder: never panics; whatever decodes strictly re-encodes to the same bytes.
+//! Bencode: Hive's decoder against itself and, differentially, against bt_bencode.
+//! The checks live in `hive_tests::fuzz_checks::bencode`, shared with `cargo test`.
 #![no_main]
 
-use hive_core::bencode;
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    if let Ok(value) = bencode::decode(data) {
-        let mut out = Vec::new();
-        value.encode(&mut out);
-        assert_eq!(out, data, "strict decode must re-encode to the same bytes");
-    }
-    let _ = bencode::decode_with(data, bencode::Limits::lenient());
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| hive_tests::fuzz_checks::bencode::check(data));

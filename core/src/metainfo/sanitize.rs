@@ -115,7 +115,20 @@ fn extension(name: &str) -> &str {
 
 /// `name` with `suffix` inserted before its extension, cut to [`MAX_COMPONENT_BYTES`] at a
 /// character boundary by shortening the stem (so the extension survives, as in libtorrent).
+/// Never a Windows device name, even when `name` was not one.
 pub(crate) fn fit(name: &str, suffix: &str) -> String {
+    let out = fit_unchecked(name, suffix);
+    // Cutting the stem can uncover a device name: `CON` + 300 spaces + `x` is cut to `CON` and
+    // trailing spaces, which are trimmed; a duplicate counter turns a 255-byte `CON   …x`
+    // into `CON   ….1`. Both found by fuzzing. The prefixed name starts with `_`, so fitting
+    // it again cannot uncover another one.
+    if is_windows_device_name(&out) {
+        return fit_unchecked(&format!("_{out}"), "");
+    }
+    out
+}
+
+fn fit_unchecked(name: &str, suffix: &str) -> String {
     let ext = extension(name);
     let stem = name.get(..name.len() - ext.len()).unwrap_or(name);
     let budget = MAX_COMPONENT_BYTES.saturating_sub(ext.len() + suffix.len());
@@ -229,6 +242,18 @@ mod tests {
         // No extension: a plain cut.
         let out = c("x".repeat(300).as_bytes()).unwrap();
         assert_eq!(out.len(), MAX_COMPONENT_BYTES);
+    }
+
+    #[test]
+    fn cutting_never_uncovers_a_device_name() {
+        let spaced = format!("CON{}x", " ".repeat(300));
+        assert_eq!(c(spaced.as_bytes()).as_deref(), Some("_CON"));
+        let full = format!("CON{}x", " ".repeat(251));
+        assert_eq!(c(full.as_bytes()).as_deref(), Some(full.as_str()));
+        let renamed = fit(&full, ".1");
+        assert!(!is_windows_device_name(&renamed), "{renamed:?}");
+        assert!(renamed.starts_with("_CON ") && renamed.ends_with(" .1"));
+        assert_eq!(renamed.len(), MAX_COMPONENT_BYTES);
     }
 
     #[test]
