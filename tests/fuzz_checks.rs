@@ -18,6 +18,7 @@ pub mod magnet;
 pub mod metainfo;
 pub mod peer_conn;
 pub mod seeds;
+pub mod session;
 pub mod tracker_http;
 pub mod tracker_udp;
 pub mod wire_frames;
@@ -37,6 +38,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("tracker_udp", tracker_udp::check),
     ("announcer", announcer::check),
     ("peer_conn", peer_conn::check),
+    ("session", session::check),
 ];
 
 /// The check of the target called `name`.

@@ -101,7 +101,6 @@ impl Torrent {
     }
 
     /// Checks the invariants listed in the module docs.
-    #[cfg(test)]
     pub(crate) fn check_invariants(&self) -> Result<(), String> {
         for (piece, n) in &self.pending_writes {
             if *n == 0 {
