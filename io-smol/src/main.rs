@@ -1,10 +1,14 @@
 //! `hive-smol`: the command-line BitTorrent client.
 //!
 //! `main` only parses arguments and maps errors to exit codes; each subcommand lives in
-//! `cli/<name>.rs`.
+//! `cli/<name>.rs` (downloading, the default command, in `cli/download.rs`), the real I/O in
+//! `driver/`, `storage.rs` and `resume.rs`.
 #![forbid(unsafe_code)]
 
 mod cli;
+mod driver;
+mod resume;
+mod storage;
 
 use std::process::ExitCode;
 
@@ -21,6 +25,8 @@ use clap::{Parser, Subcommand};
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    download: cli::download::DownloadArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,9 +42,7 @@ fn main() -> ExitCode {
     let result = match args.command {
         Some(Command::Info(a)) => cli::info::run(&a),
         Some(Command::Create(a)) => cli::create::run(&a),
-        None => Err(cli::CliError::Usage(
-            "downloading is not implemented yet; use `hive-smol info` or `hive-smol create`".into(),
-        )),
+        None => cli::download::run(&args.download),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
