@@ -171,6 +171,7 @@ struct ConnIo {
 
 struct Driver<'u> {
     session: Session,
+    torrent: Option<TorrentId>,
     meta: Metainfo,
     clock: Clock,
     deadline: Instant,
@@ -263,6 +264,7 @@ async fn run_async(opts: Options, ui: &mut dyn Ui) -> Result<Finish, RunError> {
     let complete = have.all();
     let mut d = Driver {
         session,
+        torrent: None,
         meta: meta.clone(),
         clock,
         deadline: Instant::ZERO,
@@ -292,6 +294,7 @@ async fn run_async(opts: Options, ui: &mut dyn Ui) -> Result<Finish, RunError> {
         .session
         .add_torrent(now, meta, Some(&have))
         .map_err(|e| RunError::Internal(format!("cannot add the torrent: {e}")))?;
+    d.torrent = Some(torrent);
     d.drain();
     for peer in &opts.peers {
         d.session
@@ -417,7 +420,24 @@ impl Driver<'_> {
             }
             self.policies(now)?;
         }
+        // A background save still running would race the final one for the same file.
+        if self.resume_saving {
+            let timer = async {
+                smol::Timer::after(Duration::from_secs(5)).await;
+            };
+            let wait = async {
+                while let Ok(m) = rx.recv().await {
+                    if matches!(m, Msg::ResumeSaved(_)) {
+                        return;
+                    }
+                }
+            };
+            smol::future::or(wait, timer).await;
+        }
         self.save_resume_final().await;
+        if let Some(s) = self.torrent.and_then(|t| self.session.stats(t)) {
+            self.ui.report(Report::Stats(&s));
+        }
         Ok(())
     }
 
