@@ -164,6 +164,8 @@ struct State {
     peer_pieces: Bitfield,
     /// The peer may still send its bitfield / have all / have none.
     peer_availability_open: bool,
+    /// The peer sent its bitfield / have all / have none (at most one is accepted).
+    peer_availability_seen: bool,
     /// We may still send ours.
     our_availability_open: bool,
 
@@ -1038,6 +1040,7 @@ impl State {
             interested_at: None,
             peer_pieces: Bitfield::new(0),
             peer_availability_open: true,
+            peer_availability_seen: false,
             our_availability_open: true,
             peer_requests: VecDeque::new(),
             handed_out_bytes: 0,
@@ -1205,10 +1208,11 @@ impl State {
 
     /// The bitfield / have all / have none window: once, and only before other messages.
     fn take_availability(&mut self, message: &'static str) -> Result<(), CloseReason> {
-        if !self.peer_availability_open {
+        if !self.peer_availability_open || self.peer_availability_seen {
             return Err(CloseReason::AvailabilityNotFirst { message });
         }
         self.peer_availability_open = false;
+        self.peer_availability_seen = true;
         Ok(())
     }
 
@@ -1271,8 +1275,19 @@ impl State {
                 }
             }
             Message::Bitfield(bits) => {
-                self.take_availability("bitfield")?;
-                self.peer_pieces = Bitfield::from_bytes(bits, n).map_err(|e| match e {
+                // aria2 1.36 quirk: a peer that had no piece at the handshake sends nothing
+                // (not even have none), then sends its bitfield after its first pieces, in
+                // the middle of the conversation. Libtorrent and Transmission accept that, so
+                // we accept one bitfield at any time if it is the peer's first availability
+                // message, merged with the haves seen before; a second one still closes.
+                if self.peer_availability_seen {
+                    return Err(CloseReason::AvailabilityNotFirst {
+                        message: "bitfield",
+                    });
+                }
+                self.peer_availability_open = false;
+                self.peer_availability_seen = true;
+                let mut bits = Bitfield::from_bytes(bits, n).map_err(|e| match e {
                     BitfieldError::WrongLength {
                         got,
                         expected,
@@ -1286,6 +1301,10 @@ impl State {
                         CloseReason::BitfieldSpareBits { piece_count }
                     }
                 })?;
+                for piece in self.peer_pieces.iter_ones() {
+                    bits.set(piece);
+                }
+                self.peer_pieces = bits;
                 PeerEvent::Bitfield(&self.peer_pieces)
             }
             Message::HaveAll => {

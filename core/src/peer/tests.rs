@@ -339,13 +339,32 @@ fn bitfield_is_first_only() {
          after the handshake)"
     );
 
-    // Have first, then a bitfield: closed.
+    // Have first, then a first bitfield (aria2 1.36 sends its bitfield after its first
+    // pieces): accepted, merged with the have.
     let mut conn = connect(BOTH, BOTH);
-    let input = frames(&[Message::Have(1), Message::Bitfield(&[0x80, 0x00])]);
+    let input = frames(&[
+        Message::Interested,
+        Message::Have(1),
+        Message::Bitfield(&[0x80, 0x00]),
+    ]);
+    feed(&mut conn, at(1), &input).unwrap();
+    assert_eq!(conn.peer_pieces().iter_ones().collect::<Vec<_>>(), [0, 1]);
+    // But only one.
+    let err = feed(&mut conn, at(1), &frame(Message::Bitfield(&[0, 0]))).unwrap_err();
+    assert!(matches!(
+        err,
+        CloseReason::AvailabilityNotFirst {
+            message: "bitfield"
+        }
+    ));
+
+    // Have all after other messages: closed (fast-extension peers get this right).
+    let mut conn = connect(BOTH, BOTH);
+    let input = frames(&[Message::Have(1), Message::HaveAll]);
     assert!(matches!(
         feed(&mut conn, at(1), &input),
         Err(CloseReason::AvailabilityNotFirst {
-            message: "bitfield"
+            message: "have all"
         })
     ));
 
@@ -1199,9 +1218,9 @@ fn suggest_port_and_unknown_messages() {
         },
         Message::KeepAlive,
     ]);
-    input.extend(frame(Message::Bitfield(&[0x00, 0x40])));
+    input.extend(frame(Message::HaveNone));
     let err = feed(&mut conn, at(1), &input).unwrap_err();
-    // The suggests closed the window for the bitfield, the rest did not matter.
+    // The suggests closed the window for have none, the rest did not matter.
     assert!(matches!(err, CloseReason::AvailabilityNotFirst { .. }));
     assert_eq!(conn.suggested().collect::<Vec<_>>(), [4]);
     assert_eq!(conn.unknown_messages(), 1);
