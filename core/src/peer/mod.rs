@@ -164,8 +164,6 @@ struct State {
     peer_pieces: Bitfield,
     /// The peer may still send its bitfield / have all / have none.
     peer_availability_open: bool,
-    /// The peer sent its bitfield / have all / have none (at most one is accepted).
-    peer_availability_seen: bool,
     /// We may still send ours.
     our_availability_open: bool,
 
@@ -1040,7 +1038,6 @@ impl State {
             interested_at: None,
             peer_pieces: Bitfield::new(0),
             peer_availability_open: true,
-            peer_availability_seen: false,
             our_availability_open: true,
             peer_requests: VecDeque::new(),
             handed_out_bytes: 0,
@@ -1206,13 +1203,12 @@ impl State {
         Ok(())
     }
 
-    /// The bitfield / have all / have none window: once, and only before other messages.
+    /// The have all / have none window: once, and only before other messages.
     fn take_availability(&mut self, message: &'static str) -> Result<(), CloseReason> {
-        if !self.peer_availability_open || self.peer_availability_seen {
+        if !self.peer_availability_open {
             return Err(CloseReason::AvailabilityNotFirst { message });
         }
         self.peer_availability_open = false;
-        self.peer_availability_seen = true;
         Ok(())
     }
 
@@ -1275,18 +1271,13 @@ impl State {
                 }
             }
             Message::Bitfield(bits) => {
-                // aria2 1.36 quirk: a peer that had no piece at the handshake sends nothing
-                // (not even have none), then sends its bitfield after its first pieces, in
-                // the middle of the conversation. Libtorrent and Transmission accept that, so
-                // we accept one bitfield at any time if it is the peer's first availability
-                // message, merged with the haves seen before; a second one still closes.
-                if self.peer_availability_seen {
-                    return Err(CloseReason::AvailabilityNotFirst {
-                        message: "bitfield",
-                    });
-                }
+                // aria2 1.36 quirk: it sends a bitfield instead of a burst of 20 or more
+                // haves, at any point of the conversation (and, with no piece at the
+                // handshake, sends no availability message at first). Libtorrent and
+                // Transmission accept a bitfield at any time, so we do too: pieces are never
+                // lost, so it is merged with what the peer announced before. Have all / have
+                // none stay first-message-only (BEP 6).
                 self.peer_availability_open = false;
-                self.peer_availability_seen = true;
                 let mut bits = Bitfield::from_bytes(bits, n).map_err(|e| match e {
                     BitfieldError::WrongLength {
                         got,
