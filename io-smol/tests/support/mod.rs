@@ -295,6 +295,14 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Waits until something accepts TCP connections on 127.0.0.1:`port` (a real client that
+/// hashes its data before it listens), so that Hive's first dial does not fail and back off.
+pub fn wait_listening(port: u16) {
+    wait_until(&format!("a client listening on port {port}"), || {
+        std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok()
+    });
+}
+
 /// A fresh temporary folder.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
