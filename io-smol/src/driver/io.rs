@@ -17,7 +17,12 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use crate::storage::Storage;
 
 /// Bytes read from a socket at most at once.
-pub const READ_CHUNK: usize = 256 * 1024;
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// Closed by the driver while too many received blocks wait for the disk: every reader waits
+/// at it before each read, so a slow disk slows the peers (TCP flow control) instead of
+/// filling memory.
+pub type Gate = Arc<smol::lock::Mutex<()>>;
 
 /// A datagram for a UDP tracker: host, port, bytes.
 pub type UdpPacket = (String, u16, Vec<u8>);
@@ -37,8 +42,8 @@ pub enum Msg {
     Wrote(ConnId, Vec<u8>),
     /// Writing failed: the connection is gone.
     WriteFailed(ConnId),
-    /// A disk job finished.
-    Disk(DiskDone),
+    /// Disk jobs finished.
+    Disk(Vec<DiskDone>),
     /// An HTTP announce ended.
     Http {
         /// The torrent.
@@ -172,15 +177,29 @@ impl DiskJob {
     }
 }
 
-/// One worker of the disk pool: takes jobs one at a time and runs each on the blocking pool,
-/// so `workers` bounds the threads doing disk I/O and hashing at once.
+/// Jobs one worker takes at once.
+const DISK_BATCH: usize = 64;
+
+/// One worker of the disk pool: takes the jobs waiting (up to [`DISK_BATCH`]) and runs them
+/// in one trip to the blocking pool, so `workers` bounds the threads doing disk I/O and hashing
+/// at once, and a busy download costs one thread hop per batch rather than per block.
 pub async fn disk_worker(storage: Arc<Storage>, jobs: Receiver<DiskJob>, out: Sender<Msg>) {
     let mut scratch = Vec::new();
     while let Ok(job) = jobs.recv().await {
+        let mut batch = vec![job];
+        while batch.len() < DISK_BATCH {
+            match jobs.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
         let st = storage.clone();
         let (done, buf) = smol::unblock(move || {
             let mut scratch = scratch;
-            let done = job.run(&st, &mut scratch);
+            let done: Vec<DiskDone> = batch
+                .into_iter()
+                .map(|job| job.run(&st, &mut scratch))
+                .collect();
             (done, scratch)
         })
         .await;
@@ -221,10 +240,12 @@ pub async fn connect(conn: ConnId, addr: SocketAddr, out: Sender<Msg>) {
 }
 
 /// Reads from the socket and hands the bytes to the driver. The channel is bounded, so a
-/// driver that falls behind stops the reads, and TCP flow control slows the peer.
-pub async fn reader(conn: ConnId, mut stream: TcpStream, out: Sender<Msg>) {
+/// driver that falls behind stops the reads, and TCP flow control slows the peer; so does a
+/// closed [`Gate`].
+pub async fn reader(conn: ConnId, mut stream: TcpStream, out: Sender<Msg>, gate: Gate) {
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
+        drop(gate.lock().await);
         match stream.read(&mut buf).await {
             Ok(0) | Err(_) => {
                 let _ = out.send(Msg::ReadClosed(conn)).await;

@@ -34,7 +34,11 @@ use crate::storage::Storage;
 use io::{DiskDone, DiskJob, Msg};
 
 /// Messages queued to the driver at most; readers wait beyond this (back-pressure).
-const CHANNEL_BOUND: usize = 256;
+const CHANNEL_BOUND: usize = 64;
+/// Received bytes waiting for the disk above which sockets are no longer read...
+const WRITE_HIGH: usize = 16 << 20;
+/// ...until they are below this again.
+const WRITE_LOW: usize = 8 << 20;
 /// Disk and hashing jobs running at once.
 const DISK_WORKERS: usize = 4;
 /// The resume file is rewritten at most this often while pieces complete.
@@ -179,6 +183,11 @@ struct Driver<'u> {
     conns: HashMap<ConnId, ConnIo>,
     disk: Sender<DiskJob>,
     disk_pending: usize,
+    /// Bytes of blocks handed to the disk and not yet written.
+    write_bytes: usize,
+    gate: io::Gate,
+    /// Held while the gate is closed.
+    gate_closed: Option<smol::lock::MutexGuardArc<()>>,
     udp: HashMap<(TorrentId, TrackerId), Sender<io::UdpPacket>>,
     _udp_tasks: Vec<smol::Task<()>>,
     http: ureq::Agent,
@@ -272,6 +281,9 @@ async fn run_async(opts: Options, ui: &mut dyn Ui) -> Result<Finish, RunError> {
         conns: HashMap::new(),
         disk: disk_tx,
         disk_pending: 0,
+        write_bytes: 0,
+        gate: Arc::new(smol::lock::Mutex::new(())),
+        gate_closed: None,
         udp: HashMap::new(),
         _udp_tasks: Vec::new(),
         http: io::http_agent(),
@@ -398,25 +410,40 @@ fn spawn_signal_thread(tx: Sender<Msg>) {
 
 impl Driver<'_> {
     async fn run(&mut self, rx: Receiver<Msg>) -> Result<(), RunError> {
+        // One timer, moved only when the deadline changes (re-arming costs syscalls).
+        let mut timer = smol::Timer::never();
+        let mut armed: Option<Instant> = None;
         loop {
             if self.finished() {
                 break;
             }
             let wake = self.wake_at();
-            let msg = match self.clock.to_std(wake) {
-                None => rx.recv().await.ok(),
-                Some(at) => {
-                    let timer = async {
-                        smol::Timer::at(at).await;
-                        None
-                    };
-                    smol::future::or(async { rx.recv().await.ok() }, timer).await
+            if armed != Some(wake) {
+                match self.clock.to_std(wake) {
+                    Some(at) => timer.set_at(at),
+                    None => timer = smol::Timer::never(),
                 }
-            };
+                armed = Some(wake);
+            }
+            let msg = smol::future::or(async { rx.recv().await.ok() }, async {
+                (&mut timer).await;
+                None
+            })
+            .await;
             let now = self.clock.now();
             match msg {
                 Some(m) => self.on_msg(now, m)?,
-                None => self.input(now, Input::Timeout)?,
+                None => {
+                    armed = None;
+                    self.input(now, Input::Timeout)?
+                }
+            }
+            // Whatever else is queued, before deciding when to wake next.
+            for _ in 0..CHANNEL_BOUND {
+                match rx.try_recv() {
+                    Ok(m) => self.on_msg(now, m)?,
+                    Err(_) => break,
+                }
             }
             self.policies(now)?;
         }
@@ -464,6 +491,12 @@ impl Driver<'_> {
     }
 
     fn policies(&mut self, now: Instant) -> Result<(), RunError> {
+        if self.write_bytes > WRITE_HIGH && self.gate_closed.is_none() {
+            // Fails only while a reader holds the gate for an instant: retried next message.
+            self.gate_closed = self.gate.try_lock_arc();
+        } else if self.write_bytes < WRITE_LOW {
+            self.gate_closed = None;
+        }
         if let Some(why) = self.stop_pending.take() {
             self.stop(now, why);
         }
@@ -544,51 +577,9 @@ impl Driver<'_> {
                     self.drain();
                 }
             }
-            Msg::Disk(done) => {
-                self.disk_pending = self.disk_pending.saturating_sub(1);
-                match done {
-                    DiskDone::Read {
-                        conn,
-                        torrent,
-                        block,
-                        data,
-                    } => self.input(
-                        now,
-                        Input::BlockRead {
-                            conn,
-                            torrent,
-                            block,
-                            data: data.as_deref().map_err(Clone::clone),
-                        },
-                    )?,
-                    DiskDone::Written {
-                        torrent,
-                        block,
-                        result,
-                    } => self.input(
-                        now,
-                        Input::BlockWritten {
-                            torrent,
-                            block,
-                            result,
-                        },
-                    )?,
-                    DiskDone::Verified {
-                        torrent,
-                        piece,
-                        result,
-                    } => {
-                        let ok = match result {
-                            Ok(ok) => ok,
-                            Err(e) => {
-                                self.ui.report(Report::Note(&format!(
-                                    "reading piece {piece} back failed: {e}"
-                                )));
-                                false
-                            }
-                        };
-                        self.input(now, Input::PieceVerified { torrent, piece, ok })?
-                    }
+            Msg::Disk(batch) => {
+                for done in batch {
+                    self.disk_done(now, done)?;
                 }
             }
             Msg::Http {
@@ -664,6 +655,58 @@ impl Driver<'_> {
         }
     }
 
+    fn disk_done(&mut self, now: Instant, done: DiskDone) -> Result<(), RunError> {
+        self.disk_pending = self.disk_pending.saturating_sub(1);
+        match done {
+            DiskDone::Read {
+                conn,
+                torrent,
+                block,
+                data,
+            } => self.input(
+                now,
+                Input::BlockRead {
+                    conn,
+                    torrent,
+                    block,
+                    data: data.as_deref().map_err(Clone::clone),
+                },
+            )?,
+            DiskDone::Written {
+                torrent,
+                block,
+                result,
+            } => {
+                self.write_bytes = self.write_bytes.saturating_sub(block.length as usize);
+                self.input(
+                    now,
+                    Input::BlockWritten {
+                        torrent,
+                        block,
+                        result,
+                    },
+                )?
+            }
+            DiskDone::Verified {
+                torrent,
+                piece,
+                result,
+            } => {
+                let ok = match result {
+                    Ok(ok) => ok,
+                    Err(e) => {
+                        self.ui.report(Report::Note(&format!(
+                            "reading piece {piece} back failed: {e}"
+                        )));
+                        false
+                    }
+                };
+                self.input(now, Input::PieceVerified { torrent, piece, ok })?
+            }
+        }
+        Ok(())
+    }
+
     /// Starts the reader and writer of an established connection.
     fn attach(&mut self, id: ConnId, stream: TcpStream, tasks: Option<Vec<smol::Task<()>>>) {
         let _ = stream.set_nodelay(true);
@@ -671,7 +714,12 @@ impl Driver<'_> {
         let mut tasks = tasks.unwrap_or_default();
         // The connect task has finished; keep nothing of it.
         tasks.clear();
-        tasks.push(smol::spawn(io::reader(id, stream.clone(), self.tx.clone())));
+        tasks.push(smol::spawn(io::reader(
+            id,
+            stream.clone(),
+            self.tx.clone(),
+            self.gate.clone(),
+        )));
         tasks.push(smol::spawn(io::writer(id, stream, wrx, self.tx.clone())));
         self.conns.insert(
             id,
@@ -782,11 +830,14 @@ impl Driver<'_> {
                     torrent,
                     block,
                     data,
-                } => self.disk_job(DiskJob::Write {
-                    torrent,
-                    block,
-                    data,
-                }),
+                } => {
+                    self.write_bytes += data.len();
+                    self.disk_job(DiskJob::Write {
+                        torrent,
+                        block,
+                        data,
+                    })
+                }
                 Output::VerifyPiece { torrent, piece } => {
                     self.disk_job(DiskJob::Verify { torrent, piece })
                 }
