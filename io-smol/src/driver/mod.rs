@@ -761,6 +761,8 @@ impl Driver<'_> {
                     return;
                 }
                 Output::Connect { conn, addr } => {
+                    self.ui
+                        .report(Report::Note(&format!("connecting {conn:?} to {addr}")));
                     let task = smol::spawn(io::connect(conn, addr, self.tx.clone()));
                     self.conns.insert(
                         conn,
