@@ -289,6 +289,7 @@ impl Session {
             next_stats: now,
             completed_announced: false,
             choke_dirty: false,
+            left_cache: std::cell::Cell::new(None),
         };
         let complete = torrent.picker.is_finished();
         self.by_info_hash.insert(info_hash, id);
@@ -406,6 +407,7 @@ impl Session {
         t.picker
             .set_file_priorities(&spans)
             .map_err(|e| SessionError::Unsupported(e.to_string()))?;
+        t.left_cache.set(None);
         let ids: Vec<ConnId> = t.conns.iter().copied().collect();
         for id in ids {
             self.update_interest(now, id);

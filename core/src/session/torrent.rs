@@ -59,15 +59,30 @@ pub(crate) struct Torrent {
     pub(crate) completed_announced: bool,
     /// When the choker last ran on an interest change (interim rounds are rate-limited).
     pub(crate) choke_dirty: bool,
+    /// `left()` as of a verified-piece count; cleared when file priorities change.
+    pub(crate) left_cache: std::cell::Cell<Option<(u32, u64)>>,
 }
 
 impl Torrent {
     /// Bytes of wanted pieces not yet verified.
     pub(crate) fn left(&self) -> u64 {
+        // O(pieces), and the announcer's stats are built after every input: cached until a
+        // piece is verified (the have count only grows) or priorities change.
+        let have_count = self.picker.have_count();
+        if let Some((count, left)) = self.left_cache.get() {
+            if count == have_count {
+                return left;
+            }
+        }
+        let left = self.left_uncached();
+        self.left_cache.set(Some((have_count, left)));
+        left
+    }
+
+    fn left_uncached(&self) -> u64 {
         let g = self.picker.geometry();
         let mut left = 0u64;
         let have = self.picker.have();
-        // O(pieces) but only called for announces and stats (seconds apart).
         for piece in 0..g.piece_count() {
             if !have.get(piece) && self.picker.piece_priority(piece).is_some_and(|p| p > 0) {
                 left = left.saturating_add(u64::from(g.piece_size(piece).unwrap_or(0)));
@@ -87,6 +102,11 @@ impl Torrent {
     /// Checks the invariants listed in the module docs.
     #[cfg(test)]
     pub(crate) fn check_invariants(&self) -> Result<(), String> {
+        if let Some((count, left)) = self.left_cache.get() {
+            if count == self.picker.have_count() && left != self.left_uncached() {
+                return Err(format!("cached left {left} is stale"));
+            }
+        }
         for (piece, n) in &self.pending_writes {
             if *n == 0 {
                 return Err(format!("piece {piece} has a zero pending-write entry"));
