@@ -70,7 +70,7 @@ record() {
 echo "hive-smol..."
 start_seeder
 /usr/bin/time -f '%e %U %S %M' -o "$WORK/hive.time" \
-  "$HIVE" "$WORK/big.torrent" -o "$WORK/hive" --port "$(free_port)" --no-seed -q 2> "$WORK/hive.log"
+  "$HIVE" "$WORK/big.torrent" -o "$WORK/hive" --port "$(free_port)" --bind 127.0.0.1 --no-seed -q 2> "$WORK/hive.log"
 stop_seeder
 record hive "$WORK/hive"
 
@@ -79,7 +79,7 @@ if need aria2c; then
   start_seeder
   /usr/bin/time -f '%e %U %S %M' -o "$WORK/aria2c.time" \
     aria2c --dir="$WORK/aria2c" --listen-port="$(free_port)" --seed-time=0 --no-conf=true \
-      --enable-dht=false --enable-dht6=false --bt-enable-lpd=false --enable-peer-exchange=false \
+      --interface=127.0.0.1 --enable-dht=false --enable-dht6=false --bt-enable-lpd=false --enable-peer-exchange=false \
       --console-log-level=warn --summary-interval=0 "$WORK/big.torrent" > "$WORK/aria2c.log" 2>&1
   stop_seeder
   record aria2c "$WORK/aria2c"
@@ -94,6 +94,7 @@ if need transmission-cli; then
   cat > "$WORK/tconf/settings.json" <<EOF
 {"dht-enabled": false, "lpd-enabled": false, "pex-enabled": false, "utp-enabled": false,
  "port-forwarding-enabled": false, "encryption": 0, "peer-port": $TPORT,
+ "bind-address-ipv4": "127.0.0.1", "bind-address-ipv6": "::1",
  "peer-port-random-on-start": false, "rename-partial-files": false,
  "speed-limit-up-enabled": false, "speed-limit-down-enabled": false}
 EOF
