@@ -54,6 +54,30 @@ fn single_file_by_peer_address() {
 }
 
 #[test]
+fn ipv6_loopback() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback on this machine");
+        return;
+    }
+    let t = tempdir();
+    let (src, dst) = (p(t.path(), "src"), p(t.path(), "dst"));
+    write_files(&src, &[("six.bin", &data(300_000, 6))]);
+    let torrent = p(t.path(), "six.torrent");
+    create_torrent(&p(&src, "six.bin"), &torrent, "16K", &[]);
+    let mut seed = Hive::start(&torrent, &src, &["--bind", "::1"]);
+    let port = seed.wait_event("listening")["port"].as_u64().unwrap();
+    let peer = format!("[::1]:{port}");
+    let mut leech = Hive::start(
+        &torrent,
+        &dst,
+        &["--bind", "::1", "--no-seed", "--peer", &peer],
+    );
+    assert_eq!(leech.wait_exit(), 0, "{}", leech.stderr());
+    assert_same_tree(&p(&src, "six.bin"), &p(&dst, "six.bin"));
+    assert_eq!(leech.wait_event("peer_joined")["addr"], peer);
+}
+
+#[test]
 fn multi_file_three_leechers_through_http_tracker() {
     let t = tempdir();
     let tracker = Tracker::start();
@@ -167,4 +191,23 @@ fn corrupt_seeder_beside_a_good_one() {
     );
     assert_eq!(leech.wait_exit(), 0, "{}", leech.stderr());
     assert_same_tree(&p(&good, "c.bin"), &p(&dst, "c.bin"));
+}
+
+#[test]
+fn taken_port_moves_to_the_next_free_one() {
+    let t = tempdir();
+    let src = p(t.path(), "src");
+    write_files(&src, &[("p.bin", &data(20_000, 4))]);
+    let torrent = p(t.path(), "p.torrent");
+    create_torrent(&p(&src, "p.bin"), &torrent, "16K", &[]);
+    // Hold a port (and find one whose successor is free to keep the test deterministic).
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut h = Hive::start(&torrent, &src, &["--port", &port.to_string(), "--no-seed"]);
+    let got = h.wait_event("listening")["port"].as_u64().unwrap() as u16;
+    assert!(
+        got > port && got <= port.saturating_add(9),
+        "{port} -> {got}"
+    );
+    assert_eq!(h.wait_exit(), 0, "{}", h.stderr());
 }

@@ -112,18 +112,21 @@ pub struct Hive {
 }
 
 impl Hive {
-    /// Starts `hive-smol TORRENT -o DIR --json --port 0 ARGS...`.
+    /// Starts `hive-smol TORRENT -o DIR --json [--port 0] [--bind 127.0.0.1] ARGS...`.
     pub fn start(torrent: &Path, dir: &Path, args: &[&str]) -> Hive {
         Self::start_cmd(Command::new(hive_bin()), torrent, dir, args)
     }
 
     /// Like [`Hive::start`] with a prepared command (e.g. `bash -c 'ulimit ...; exec "$0" "$@"'`).
     pub fn start_cmd(mut cmd: Command, torrent: &Path, dir: &Path, args: &[&str]) -> Hive {
-        cmd.arg(torrent)
-            .arg("-o")
-            .arg(dir)
-            .args(["--json", "--port", "0", "--bind", "127.0.0.1"])
-            .args(args)
+        cmd.arg(torrent).arg("-o").arg(dir).arg("--json");
+        if !args.contains(&"--port") {
+            cmd.args(["--port", "0"]);
+        }
+        if !args.contains(&"--bind") {
+            cmd.args(["--bind", "127.0.0.1"]);
+        }
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
