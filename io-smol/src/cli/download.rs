@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant as StdInstant};
 
 use hive_core::metainfo::Metainfo;
-use hive_core::session::{Event, LeaveReason, TorrentStats};
+use hive_core::session::{Event, LeaveReason, TorrentState, TorrentStats};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::CliError;
@@ -324,7 +324,9 @@ impl Ui for LineUi {
         let mut err = std::io::stderr().lock();
         if let Report::Stats(s) = r {
             // The one place the UI reads the clock: only to space out lines for people.
-            let due = self.last.is_none_or(|t| t.elapsed() >= LINE_EVERY);
+            // The last report (after the stop) is always shown.
+            let due = self.last.is_none_or(|t| t.elapsed() >= LINE_EVERY)
+                || s.state != TorrentState::Running;
             if due {
                 self.last = Some(StdInstant::now());
                 let _ = writeln!(

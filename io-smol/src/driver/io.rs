@@ -17,7 +17,7 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use crate::storage::Storage;
 
 /// Bytes read from a socket at most at once.
-pub const READ_CHUNK: usize = 64 * 1024;
+pub const READ_CHUNK: usize = 128 * 1024;
 
 /// Closed by the driver while too many received blocks wait for the disk: every reader waits
 /// at it before each read, so a slow disk slows the peers (TCP flow control) instead of
@@ -242,21 +242,29 @@ pub async fn connect(conn: ConnId, addr: SocketAddr, out: Sender<Msg>) {
 /// Reads from the socket and hands the bytes to the driver. The channel is bounded, so a
 /// driver that falls behind stops the reads, and TCP flow control slows the peer; so does a
 /// closed [`Gate`].
-pub async fn reader(conn: ConnId, mut stream: TcpStream, out: Sender<Msg>, gate: Gate) {
-    let mut buf = vec![0u8; READ_CHUNK];
+pub async fn reader(
+    conn: ConnId,
+    mut stream: TcpStream,
+    out: Sender<Msg>,
+    gate: Gate,
+    recycled: Receiver<Vec<u8>>,
+) {
     loop {
         drop(gate.lock().await);
+        // Buffers come back from the driver once their bytes are consumed: no copy and no
+        // fresh allocation per read.
+        let mut buf = recycled
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(READ_CHUNK));
+        buf.resize(READ_CHUNK, 0);
         match stream.read(&mut buf).await {
             Ok(0) | Err(_) => {
                 let _ = out.send(Msg::ReadClosed(conn)).await;
                 return;
             }
             Ok(n) => {
-                if out
-                    .send(Msg::Received(conn, buf[..n].to_vec()))
-                    .await
-                    .is_err()
-                {
+                buf.truncate(n);
+                if out.send(Msg::Received(conn, buf)).await.is_err() {
                     return;
                 }
             }

@@ -39,8 +39,9 @@ const CHANNEL_BOUND: usize = 64;
 const WRITE_HIGH: usize = 16 << 20;
 /// ...until they are below this again.
 const WRITE_LOW: usize = 8 << 20;
-/// Disk and hashing jobs running at once.
-const DISK_WORKERS: usize = 4;
+/// Disk and hashing jobs running at once (more only adds contention on the file's lock on a
+/// 2-core machine; measured with bench/loopback.sh).
+const DISK_WORKERS: usize = 2;
 /// The resume file is rewritten at most this often while pieces complete.
 const RESUME_EVERY: Duration = Duration::from_secs(5);
 /// After a stop was asked for, give up waiting for announces and disk after this long.
@@ -165,6 +166,8 @@ impl Clock {
 struct ConnIo {
     /// Buffers for the writer; `None` while connecting.
     writer: Option<Sender<Vec<u8>>>,
+    /// Read buffers going back to the reader (bounded: extra ones are dropped).
+    recycle: Sender<Vec<u8>>,
     /// The writer has a buffer and has not given it back.
     writing: bool,
     /// An empty buffer to fill next.
@@ -562,6 +565,9 @@ impl Driver<'_> {
             Msg::Received(id, data) => {
                 if self.conns.contains_key(&id) {
                     self.input(now, Input::Received(id, &data))?;
+                    if let Some(c) = self.conns.get(&id) {
+                        let _ = c.recycle.try_send(data);
+                    }
                 }
             }
             Msg::ReadClosed(id) | Msg::WriteFailed(id) => {
@@ -711,6 +717,7 @@ impl Driver<'_> {
     fn attach(&mut self, id: ConnId, stream: TcpStream, tasks: Option<Vec<smol::Task<()>>>) {
         let _ = stream.set_nodelay(true);
         let (wtx, wrx) = smol::channel::bounded(1);
+        let (rtx, rrx) = smol::channel::bounded(4);
         let mut tasks = tasks.unwrap_or_default();
         // The connect task has finished; keep nothing of it.
         tasks.clear();
@@ -719,12 +726,14 @@ impl Driver<'_> {
             stream.clone(),
             self.tx.clone(),
             self.gate.clone(),
+            rrx,
         )));
         tasks.push(smol::spawn(io::writer(id, stream, wrx, self.tx.clone())));
         self.conns.insert(
             id,
             ConnIo {
                 writer: Some(wtx),
+                recycle: rtx,
                 writing: false,
                 spare: Vec::new(),
                 _tasks: tasks,
@@ -768,6 +777,7 @@ impl Driver<'_> {
                         conn,
                         ConnIo {
                             writer: None,
+                            recycle: smol::channel::bounded(1).0,
                             writing: false,
                             spare: Vec::new(),
                             _tasks: vec![task],
