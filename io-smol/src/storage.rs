@@ -111,6 +111,18 @@ impl Storage {
                     return Err(StorageError::Outside(path));
                 }
             }
+            // Nor a symlink in the place of a file (checked before opening, which would
+            // follow it and create its target).
+            // A dangling one is refused too: where it leads cannot be checked.
+            if path
+                .symlink_metadata()
+                .is_ok_and(|m| m.file_type().is_symlink())
+                && !path
+                    .canonicalize()
+                    .is_ok_and(|real| real.starts_with(&canonical_root))
+            {
+                return Err(StorageError::Outside(path));
+            }
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -375,6 +387,30 @@ mod tests {
         let mut block = vec![0; 1000];
         s.read(1, 16_000, &mut block).unwrap();
         assert_eq!(&block[..], &payload[32_384..33_384]);
+    }
+
+    #[test]
+    fn symlinks_out_of_the_output_directory_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let payload = vec![1u8; 40_000];
+        let meta = multi(&payload, &[40_000], 16_384);
+        let root = dir.path().join("out");
+        std::fs::create_dir_all(&root).unwrap();
+        // The torrent's top folder is a symlink to elsewhere.
+        std::os::unix::fs::symlink(outside.path(), root.join("top")).unwrap();
+        let err = Storage::open(&root, &meta).unwrap_err();
+        assert!(matches!(err, StorageError::Outside(_)), "{err}");
+        // The file itself is a symlink to elsewhere.
+        std::fs::remove_file(root.join("top")).unwrap();
+        std::fs::create_dir(root.join("top")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("x"), root.join("top/f0")).unwrap();
+        let err = Storage::open(&root, &meta).unwrap_err();
+        assert!(matches!(err, StorageError::Outside(_)), "{err}");
+        assert!(
+            !outside.path().join("x").exists(),
+            "nothing created outside"
+        );
     }
 
     #[test]
