@@ -211,3 +211,22 @@ fn taken_port_moves_to_the_next_free_one() {
     );
     assert_eq!(h.wait_exit(), 0, "{}", h.stderr());
 }
+
+#[test]
+fn seed_time_and_seed_ratio_end_seeding() {
+    let t = tempdir();
+    let src = p(t.path(), "src");
+    write_files(&src, &[("s.bin", &data(100_000, 8))]);
+    let torrent = p(t.path(), "s.torrent");
+    create_torrent(&p(&src, "s.bin"), &torrent, "16K", &[]);
+    // Complete at start: seeding begins at once and ends by policy, with exit code 0.
+    for (args, why) in [
+        (["--seed-time", "1s"], "--seed-time"),
+        (["--seed-ratio", "0"], "--seed-ratio"),
+    ] {
+        let mut h = Hive::start(&torrent, &src, &args);
+        assert_eq!(h.wait_exit(), 0, "{}", h.stderr());
+        let stop = h.wait_event("stopping");
+        assert!(stop["reason"].as_str().unwrap().contains(why), "{stop}");
+    }
+}
