@@ -20,7 +20,10 @@ use clap::{Parser, Subcommand};
     name = "hive-smol",
     version,
     about,
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_help = "Exit codes: 0 done (also after Ctrl-C), 1 internal error, 2 usage error, \
+                  3 unusable torrent, 4 files could not be created/written/read, \
+                  5 no port to listen on."
 )]
 struct Args {
     #[command(subcommand)]
