@@ -1,10 +1,14 @@
 //! `hive-smol`: the command-line BitTorrent client.
 //!
 //! `main` only parses arguments and maps errors to exit codes; each subcommand lives in
-//! `cli/<name>.rs`.
+//! `cli/<name>.rs` (downloading, the default command, in `cli/download.rs`), the real I/O in
+//! `driver/`, `storage.rs` and `resume.rs`.
 #![forbid(unsafe_code)]
 
 mod cli;
+mod driver;
+mod resume;
+mod storage;
 
 use std::process::ExitCode;
 
@@ -16,11 +20,16 @@ use clap::{Parser, Subcommand};
     name = "hive-smol",
     version,
     about,
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_help = "Exit codes: 0 done (also after Ctrl-C), 1 internal error, 2 usage error, \
+                  3 unusable torrent, 4 files could not be created/written/read, \
+                  5 no port to listen on."
 )]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    download: cli::download::DownloadArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,9 +45,7 @@ fn main() -> ExitCode {
     let result = match args.command {
         Some(Command::Info(a)) => cli::info::run(&a),
         Some(Command::Create(a)) => cli::create::run(&a),
-        None => Err(cli::CliError::Usage(
-            "downloading is not implemented yet; use `hive-smol info` or `hive-smol create`".into(),
-        )),
+        None => cli::download::run(&args.download),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -207,7 +207,8 @@ pub enum CloseReason {
         /// Pieces in the torrent.
         piece_count: u32,
     },
-    /// A bitfield, have all or have none that is not the peer's first message.
+    /// A have all or have none that is not the peer's first message (a bitfield is accepted
+    /// at any time: aria2 sends one in place of many haves).
     #[error(
         "peer sent {} message after other messages (BEP 3/6: only as the first message \
          after the handshake)",

@@ -1203,7 +1203,7 @@ impl State {
         Ok(())
     }
 
-    /// The bitfield / have all / have none window: once, and only before other messages.
+    /// The have all / have none window: once, and only before other messages.
     fn take_availability(&mut self, message: &'static str) -> Result<(), CloseReason> {
         if !self.peer_availability_open {
             return Err(CloseReason::AvailabilityNotFirst { message });
@@ -1271,8 +1271,14 @@ impl State {
                 }
             }
             Message::Bitfield(bits) => {
-                self.take_availability("bitfield")?;
-                self.peer_pieces = Bitfield::from_bytes(bits, n).map_err(|e| match e {
+                // aria2 1.36 quirk: it sends a bitfield instead of a burst of 20 or more
+                // haves, at any point of the conversation (and, with no piece at the
+                // handshake, sends no availability message at first). Libtorrent and
+                // Transmission accept a bitfield at any time, so we do too: pieces are never
+                // lost, so it is merged with what the peer announced before. Have all / have
+                // none stay first-message-only (BEP 6).
+                self.peer_availability_open = false;
+                let mut bits = Bitfield::from_bytes(bits, n).map_err(|e| match e {
                     BitfieldError::WrongLength {
                         got,
                         expected,
@@ -1286,6 +1292,10 @@ impl State {
                         CloseReason::BitfieldSpareBits { piece_count }
                     }
                 })?;
+                for piece in self.peer_pieces.iter_ones() {
+                    bits.set(piece);
+                }
+                self.peer_pieces = bits;
                 PeerEvent::Bitfield(&self.peer_pieces)
             }
             Message::HaveAll => {

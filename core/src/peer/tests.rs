@@ -317,7 +317,7 @@ fn bad_protocol_string_closes() {
 // ----- availability ----------------------------------------------------------------------------
 
 #[test]
-fn bitfield_is_first_only() {
+fn availability_window() {
     // After the extension handshake (libtorrent's order) a bitfield is fine.
     let mut conn = connect(BOTH, BOTH);
     let input = frames(&[
@@ -331,21 +331,36 @@ fn bitfield_is_first_only() {
         feed(&mut conn, at(1), &input).unwrap(),
         ["extension handshake ut_pex=2", "bitfield 1/10"]
     );
-    // A second one is not.
-    let err = feed(&mut conn, at(1), &frame(Message::Bitfield(&[0, 0]))).unwrap_err();
+    // Have none after it is not.
+    let err = feed(&mut conn, at(1), &frame(Message::HaveNone)).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "peer sent a bitfield message after other messages (BEP 3/6: only as the first message \
-         after the handshake)"
+        "peer sent a have none message after other messages (BEP 3/6: only as the first \
+         message after the handshake)"
     );
 
-    // Have first, then a bitfield: closed.
+    // Have first, then bitfields (aria2 1.36 sends one instead of 20+ haves, at any time):
+    // accepted, merged with what came before.
     let mut conn = connect(BOTH, BOTH);
-    let input = frames(&[Message::Have(1), Message::Bitfield(&[0x80, 0x00])]);
+    let input = frames(&[
+        Message::Interested,
+        Message::Have(1),
+        Message::Bitfield(&[0x80, 0x00]),
+        Message::Bitfield(&[0x20, 0x00]),
+    ]);
+    feed(&mut conn, at(1), &input).unwrap();
+    assert_eq!(
+        conn.peer_pieces().iter_ones().collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+
+    // Have all after other messages: closed (fast-extension peers get this right).
+    let mut conn = connect(BOTH, BOTH);
+    let input = frames(&[Message::Have(1), Message::HaveAll]);
     assert!(matches!(
         feed(&mut conn, at(1), &input),
         Err(CloseReason::AvailabilityNotFirst {
-            message: "bitfield"
+            message: "have all"
         })
     ));
 
@@ -1199,9 +1214,9 @@ fn suggest_port_and_unknown_messages() {
         },
         Message::KeepAlive,
     ]);
-    input.extend(frame(Message::Bitfield(&[0x00, 0x40])));
+    input.extend(frame(Message::HaveNone));
     let err = feed(&mut conn, at(1), &input).unwrap_err();
-    // The suggests closed the window for the bitfield, the rest did not matter.
+    // The suggests closed the window for have none, the rest did not matter.
     assert!(matches!(err, CloseReason::AvailabilityNotFirst { .. }));
     assert_eq!(conn.suggested().collect::<Vec<_>>(), [4]);
     assert_eq!(conn.unknown_messages(), 1);

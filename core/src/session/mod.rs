@@ -602,12 +602,23 @@ impl Session {
     }
 
     /// Appends the bytes a connection has to send to `buf`; returns how many.
+    ///
+    /// Back-pressure: a driver calls this only when the socket can take more (not for every
+    /// [`Output::Transmit`] at once), so the connection's bounded send buffer fills and the
+    /// upload watermark holds back disk reads. Taking bytes frees room, so requests held back
+    /// may be served now: this may queue outputs ([`Output::ReadBlock`]...), so drain
+    /// [`Session::poll_output`] afterwards, as after an input.
     pub fn poll_transmit(&mut self, conn: ConnId, buf: &mut Vec<u8>) -> usize {
-        match self.conns.get_mut(&conn) {
+        let n = match self.conns.get_mut(&conn) {
             // Bytes are not sent before the connection is established.
             Some(c) if !c.connecting => c.peer.poll_transmit(buf),
             _ => 0,
+        };
+        if n > 0 {
+            self.serve(self.now, conn);
+            self.flush_touched();
         }
+        n
     }
 
     /// When the session next needs [`Input::Timeout`] (also returned by the drain).

@@ -936,3 +936,74 @@ fn pause_resume_remove_and_shutdown() {
         Err(SessionError::ShuttingDown)
     ));
 }
+
+#[test]
+fn taking_bytes_frees_the_upload_watermark() {
+    // A seed whose watermark is one block: it hands out one read at a time and no more until
+    // its driver takes the queued bytes with poll_transmit (a socket that can take more).
+    let payload = payload(8 << 20, 1);
+    let meta = make_torrent(&payload, 16 * 1024, vec![]);
+    let mut cfg = config();
+    cfg.peer.upload_watermark = 16 * 1024;
+    let mut now = Instant::ZERO;
+    let mut s = Session::new(cfg, 7, now);
+    let t = s
+        .add_torrent(now, meta.clone(), Some(&Bitfield::full(meta.piece_count())))
+        .unwrap();
+    drain_all(&mut s);
+    let conn = s.accept(now, addr_of(50)).unwrap();
+    drain_all(&mut s);
+    let mut hs = vec![19];
+    hs.extend_from_slice(b"BitTorrent protocol");
+    hs.extend_from_slice(&[0, 0, 0, 0, 0, 0x10, 0, 0x04]);
+    hs.extend_from_slice(meta.info_hash().as_bytes());
+    hs.extend_from_slice(b"-XX0001-abcdefghijkl");
+    hs.extend(frame(2, &[]));
+    now = now + Duration::from_millis(1);
+    s.handle_input(now, Input::Received(conn, &hs)).unwrap();
+    drain_all(&mut s); // interested: the seed unchokes us at once (free slots)
+    s.poll_transmit(conn, &mut Vec::new()); // the socket takes the handshake and unchoke
+    drain_all(&mut s);
+    let mut requests = Vec::new();
+    for i in 0..20u32 {
+        let request = [i.to_be_bytes(), 0u32.to_be_bytes(), 16384u32.to_be_bytes()];
+        requests.extend(frame(6, &request.concat()));
+    }
+    s.handle_input(now, Input::Received(conn, &requests))
+        .unwrap();
+    // Drain without taking bytes; answer every read at once.
+    let mut reads = 0;
+    let mut pending: Vec<BlockRequest> = Vec::new();
+    let drain = |s: &mut Session, pending: &mut Vec<BlockRequest>| loop {
+        match s.poll_output() {
+            Output::Timeout(_) => break,
+            Output::ReadBlock { block, .. } => pending.push(block),
+            _ => {}
+        }
+    };
+    drain(&mut s, &mut pending);
+    while let Some(block) = pending.pop() {
+        reads += 1;
+        let data = vec![0u8; block.length as usize];
+        s.handle_input(
+            now,
+            Input::BlockRead {
+                conn,
+                torrent: t,
+                block,
+                data: Ok(&data),
+            },
+        )
+        .unwrap();
+        drain(&mut s, &mut pending);
+    }
+    assert_eq!(reads, 1, "the watermark holds back further reads");
+    let mut buf = Vec::new();
+    assert!(s.poll_transmit(conn, &mut buf) > 16 * 1024);
+    drain(&mut s, &mut pending);
+    assert_eq!(
+        pending.len(),
+        1,
+        "room in the send buffer: the next block is read"
+    );
+}

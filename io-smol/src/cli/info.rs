@@ -63,7 +63,7 @@ fn print(out: &str) -> Result<(), CliError> {
 }
 
 /// Reads the file, refusing anything larger than the metainfo limit before reading it all.
-fn read_torrent(path: &PathBuf) -> Result<Vec<u8>, CliError> {
+pub fn read_torrent(path: &PathBuf) -> Result<Vec<u8>, CliError> {
     let fail = |e: std::io::Error| CliError::Input(format!("cannot read {}: {e}", path.display()));
     let file = std::fs::File::open(path).map_err(fail)?;
     let limit = u64::try_from(MAX_METAINFO_BYTES).unwrap_or(u64::MAX);
