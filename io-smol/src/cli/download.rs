@@ -44,7 +44,7 @@ pub struct DownloadArgs {
     /// Connections at most.
     #[arg(long, value_name = "N")]
     pub max_peers: Option<usize>,
-    /// A peer to connect to, without a tracker (repeatable), e.g. 127.0.0.1:51413 or [::1]:6881.
+    /// A peer to connect to, without a tracker (repeatable), e.g. `127.0.0.1:51413` or `[::1]:6881`.
     #[arg(long = "peer", value_name = "ADDR:PORT")]
     pub peers: Vec<SocketAddr>,
     /// Download limit in bytes per second (suffixes K, M, G: 200K, 5M).
