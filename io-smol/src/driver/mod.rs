@@ -480,7 +480,7 @@ impl Driver<'_> {
             }
             self.policies(now)?;
             if let (Some(live), Some(t)) = (&mut self.live, self.torrent) {
-                live.tick(self.clock.now(), &self.session, t, &self.meta);
+                live.tick(now, &self.session, t, &self.meta);
             }
         }
         // A background save still running would race the final one for the same file.

@@ -238,3 +238,81 @@ pub fn event(now: Instant, e: &Event) -> Option<Value> {
     }
     Some(v)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The schema, pinned by insta snapshots: a change here is a change for every consumer
+    //! (bump [`SCHEMA`] if it is not a pure addition).
+
+    use super::*;
+    use hive_core::bitfield::Bitfield;
+    use hive_core::create::{Content, TorrentBuilder};
+    use hive_core::session::{ConnId, SessionConfig};
+
+    fn meta() -> Metainfo {
+        // 5 pieces of 16 KiB, the last one short; hashes do not matter here.
+        let built = TorrentBuilder::new(
+            "schema.bin",
+            Content::SingleFile { length: 70_000 },
+            Some(16 * 1024),
+        )
+        .unwrap()
+        .creation_date(Some(0))
+        .build(&[7u8; 5 * 20])
+        .unwrap();
+        Metainfo::from_bytes(&built.bytes).unwrap()
+    }
+
+    fn pretty(v: &Value) -> String {
+        serde_json::to_string_pretty(v).unwrap()
+    }
+
+    #[test]
+    fn hello_schema() {
+        insta::assert_snapshot!(pretty(&hello(&meta())));
+    }
+
+    #[test]
+    fn snapshot_schema_without_peers() {
+        let meta = meta();
+        let now = Instant::from_micros(1_500_000);
+        let mut session = Session::new(SessionConfig::default(), 1, now);
+        let mut have = Bitfield::new(5);
+        have.set(0);
+        have.set(3);
+        let t = session.add_torrent(now, meta.clone(), Some(&have)).unwrap();
+        let tracker =
+            json!({"url": "udp://t.example:1", "status": "error", "message": "timed out"});
+        insta::assert_snapshot!(pretty(&snapshot(now, &session, t, &meta, &tracker)));
+    }
+
+    #[test]
+    fn event_schema() {
+        let now = Instant::from_micros(2_250_000);
+        let t = TorrentId(0);
+        let addr = "127.0.0.1:6881".parse().unwrap();
+        let events = [
+            Event::PeerJoined {
+                torrent: t,
+                conn: ConnId(3),
+                addr,
+                client: Some("Transmission 4.0.5".into()),
+            },
+            Event::PeerLeft {
+                torrent: t,
+                conn: ConnId(3),
+                addr,
+                reason: LeaveReason::Remote,
+            },
+            Event::PieceDone {
+                torrent: t,
+                piece: 4,
+            },
+            Event::TorrentComplete { torrent: t },
+        ];
+        let all: Vec<Value> = events.iter().filter_map(|e| event(now, e)).collect();
+        assert_eq!(all.len(), events.len());
+        insta::assert_snapshot!(pretty(&Value::Array(all)));
+        assert!(event(now, &Event::ShutdownComplete).is_none());
+    }
+}
