@@ -249,3 +249,17 @@ fn non_loopback_ui_needs_a_token() {
         "{err}"
     );
 }
+
+#[test]
+fn ui_address_errors_say_what_to_write() {
+    let out = std::process::Command::new(hive_bin())
+        .args(["--ui", "f.torrent"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ADDR:PORT") && err.contains("after FILE.torrent"),
+        "{err}"
+    );
+}

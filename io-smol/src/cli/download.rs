@@ -65,7 +65,7 @@ pub struct DownloadArgs {
     /// Serve a live view of the swarm (a web page) on ADDR (default 127.0.0.1:8080); read-only.
     /// Put it after FILE.torrent or write --ui=ADDR.
     #[arg(long, value_name = "ADDR", num_args = 0..=1,
-          default_missing_value = "127.0.0.1:8080")]
+          default_missing_value = "127.0.0.1:8080", value_parser = parse_ui_addr)]
     pub ui: Option<SocketAddr>,
     /// The token the live view asks for; required when --ui is not a loopback address.
     #[arg(long, value_name = "TOKEN", requires = "ui")]
@@ -169,6 +169,19 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
         return Err(format!("{s:?}: a rate must be more than 0"));
     }
     Ok(((n * mult as f64) as u64).max(1))
+}
+
+/// `--ui`: `ADDR:PORT`, `[V6]:PORT`, or a bare port on 127.0.0.1.
+fn parse_ui_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse().map_err(|_| {
+        format!(
+            "{s:?} is not an address for the live view: use ADDR:PORT or PORT \
+             (e.g. 127.0.0.1:8080), and put --ui after FILE.torrent"
+        )
+    })
 }
 
 /// `90`, `90s`, `10m`, `2h`, `1d`.
