@@ -24,6 +24,9 @@ use smol::channel::Sender;
 pub const SCHEMA: u32 = 1;
 /// Snapshots are sent at most this often.
 pub const SNAPSHOT_EVERY: Duration = Duration::from_millis(250);
+/// Events forwarded between two snapshots at most (a fast download verifies thousands of
+/// pieces a second): fewer than a client's queue holds, so a burst cannot push a snapshot out.
+const EVENTS_PER_SNAPSHOT: usize = server::CLIENT_QUEUE / 2;
 
 /// The connected pages and what the snapshots need besides the Session.
 pub struct Live {
@@ -32,6 +35,8 @@ pub struct Live {
     hello: Arc<str>,
     /// The last tracker error or warning (the Session reports no successes).
     tracker: Value,
+    /// Events that may still be forwarded before the next snapshot.
+    events_left: usize,
 }
 
 impl Live {
@@ -42,6 +47,7 @@ impl Live {
             next: Instant::ZERO,
             hello: hello(meta).to_string().into(),
             tracker: Value::Null,
+            events_left: EVENTS_PER_SNAPSHOT,
         }
     }
 
@@ -64,6 +70,7 @@ impl Live {
             return;
         }
         self.next = now + SNAPSHOT_EVERY;
+        self.events_left = EVENTS_PER_SNAPSHOT;
         let msg = snapshot(now, session, torrent, meta, &self.tracker);
         self.broadcast(msg.to_string().into());
     }
@@ -79,10 +86,11 @@ impl Live {
             }
             _ => {}
         }
-        if self.clients.is_empty() {
+        if self.clients.is_empty() || self.events_left == 0 {
             return;
         }
         if let Some(v) = event(now, e) {
+            self.events_left -= 1;
             self.broadcast(v.to_string().into());
         }
     }
