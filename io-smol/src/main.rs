@@ -7,6 +7,7 @@
 
 mod cli;
 mod driver;
+mod live;
 mod resume;
 mod storage;
 

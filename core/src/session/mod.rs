@@ -53,7 +53,9 @@ use crate::limit::TokenBucket;
 use crate::metainfo::Metainfo;
 use crate::peer::{PeerConn, PeerEvent, TorrentInfo};
 use crate::peer_list::{DisconnectReason, PeerList, PeerSource};
-use crate::picker::{BLOCK_SIZE, BlockOutcome, PeerKey, PeerSet, Picker, VerifyOutcome};
+use crate::picker::{
+    BLOCK_SIZE, BlockOutcome, PeerKey, PeerSet, Picker, PieceStatus, VerifyOutcome,
+};
 use crate::rate::RateMeter;
 use crate::rng::Rng;
 use crate::time::Instant;
@@ -61,8 +63,8 @@ use crate::wire::BlockRequest;
 
 use torrent::Torrent;
 pub use types::{
-    ConnId, Event, Input, LeaveReason, Output, SessionConfig, SessionError, TorrentId,
-    TorrentState, TorrentStats,
+    ConnId, Event, Input, LeaveReason, Output, PeerSnapshot, PieceView, SessionConfig,
+    SessionError, TorrentId, TorrentState, TorrentStats,
 };
 
 /// Largest burst a rate limit lets through at once: a few blocks, so that a limit is smooth
@@ -478,6 +480,57 @@ impl Session {
     /// The verified pieces of a torrent.
     pub fn have(&self, torrent: TorrentId) -> Option<&Bitfield> {
         self.torrents.get(&torrent).map(|t| t.picker.have())
+    }
+
+    /// The joined peers of a torrent (handshake done), in connection order, with their flags
+    /// and rates as of the last input; for a user interface, O(peers). `None`: no such torrent.
+    pub fn peer_snapshots(&self, torrent: TorrentId) -> Option<Vec<PeerSnapshot>> {
+        let t = self.torrents.get(&torrent)?;
+        let now = self.now;
+        Some(
+            t.conns
+                .iter()
+                .filter_map(|id| self.conns.get(id).filter(|c| c.joined).map(|c| (id, c)))
+                .map(|(id, c)| {
+                    let p = &c.peer;
+                    PeerSnapshot {
+                        conn: *id,
+                        addr: c.addr,
+                        client: p.client().map(str::to_owned),
+                        outgoing: p.is_outgoing(),
+                        am_choking: p.am_choking(),
+                        am_interested: p.am_interested(),
+                        peer_choking: p.peer_choking(),
+                        peer_interested: p.peer_interested(),
+                        snubbed: p.is_snubbed(),
+                        download_rate: p.download_rate(now),
+                        upload_rate: p.upload_rate(now),
+                        pieces: p.peer_pieces().count_ones(),
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// Each piece of a torrent, in order: its state and how many connected peers have it
+    /// (seeds included); for a piece map, O(pieces). `None`: no such torrent.
+    pub fn piece_snapshots(&self, torrent: TorrentId) -> Option<Vec<(PieceView, u32)>> {
+        let t = self.torrents.get(&torrent)?;
+        let n = t.picker.geometry().piece_count();
+        Some(
+            (0..n)
+                .map(|i| {
+                    let view = match t.picker.piece_status(i) {
+                        Some(PieceStatus::Have) => PieceView::Have,
+                        Some(PieceStatus::Downloading { .. } | PieceStatus::Verifying) => {
+                            PieceView::Downloading
+                        }
+                        Some(PieceStatus::Missing) | None => PieceView::Missing,
+                    };
+                    (view, t.picker.availability(i).unwrap_or(0))
+                })
+                .collect(),
+        )
     }
 
     /// The torrents in the session.

@@ -1007,3 +1007,32 @@ fn taking_bytes_frees_the_upload_watermark() {
         "room in the send buffer: the next block is read"
     );
 }
+
+#[test]
+fn peer_and_piece_snapshots_show_flags_and_availability() {
+    let (mut raw, ih) = Raw::new(100_000);
+    let t = raw.session.torrents().next().unwrap();
+    // Before the handshake the peer has not joined: not shown.
+    assert_eq!(raw.session.peer_snapshots(t), Some(vec![]));
+    raw.handshake(ih);
+    // Pieces 0 and 1 (7 pieces, 1 spare bit), then interested.
+    raw.send(&frame(5, &[0b1100_0000]));
+    raw.send(&frame(2, &[]));
+    assert!(raw.closes.is_empty(), "{:?}", raw.closes);
+    let peers = raw.session.peer_snapshots(t).unwrap();
+    assert_eq!(peers.len(), 1);
+    let p = &peers[0];
+    assert_eq!((p.conn, p.addr), (raw.conn, addr_of(50)));
+    assert!(!p.outgoing);
+    assert!(p.peer_interested && p.peer_choking && !p.am_interested);
+    assert!(!p.snubbed);
+    assert_eq!(p.pieces, 2);
+    assert_eq!(p.download_rate, 0);
+    let pieces = raw.session.piece_snapshots(t).unwrap();
+    assert_eq!(pieces.len(), 7);
+    assert!(pieces.iter().all(|(v, _)| *v == PieceView::Have));
+    let avail: Vec<u32> = pieces.iter().map(|(_, a)| *a).collect();
+    assert_eq!(avail, vec![1, 1, 0, 0, 0, 0, 0]);
+    assert_eq!(raw.session.peer_snapshots(TorrentId(99)), None);
+    assert_eq!(raw.session.piece_snapshots(TorrentId(99)), None);
+}

@@ -267,6 +267,46 @@ pub enum Event {
     ShutdownComplete,
 }
 
+/// One connected peer as the user interface shows it ([`super::Session::peer_snapshots`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSnapshot {
+    /// The connection.
+    pub conn: ConnId,
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// The client named by its peer id, if known.
+    pub client: Option<String>,
+    /// We opened the connection.
+    pub outgoing: bool,
+    /// We choke the peer.
+    pub am_choking: bool,
+    /// We are interested in the peer.
+    pub am_interested: bool,
+    /// The peer chokes us.
+    pub peer_choking: bool,
+    /// The peer is interested in us.
+    pub peer_interested: bool,
+    /// A request to the peer timed out and no block came since.
+    pub snubbed: bool,
+    /// Payload bytes/s from the peer to us.
+    pub download_rate: u64,
+    /// Payload bytes/s from us to the peer.
+    pub upload_rate: u64,
+    /// Pieces the peer has (from its bitfield and haves).
+    pub pieces: u32,
+}
+
+/// A piece's state as the user interface shows it ([`super::Session::piece_snapshots`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PieceView {
+    /// Nothing requested or received.
+    Missing,
+    /// Some blocks requested or received, or all received and being verified.
+    Downloading,
+    /// Verified.
+    Have,
+}
+
 /// Where a torrent is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TorrentState {

@@ -62,6 +62,14 @@ pub struct DownloadArgs {
     /// Print one JSON object per line (progress and events) on standard output.
     #[arg(long)]
     pub json: bool,
+    /// Serve a live view of the swarm (a web page) on ADDR (default 127.0.0.1:8080); read-only.
+    /// Put it after FILE.torrent or write --ui=ADDR.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1,
+          default_missing_value = "127.0.0.1:8080", value_parser = parse_ui_addr)]
+    pub ui: Option<SocketAddr>,
+    /// The token the live view asks for; required when --ui is not a loopback address.
+    #[arg(long, value_name = "TOKEN", requires = "ui")]
+    pub ui_token: Option<String>,
 }
 
 /// Runs the download. `Ok` for a complete download and for an interruption (Ctrl-C).
@@ -84,6 +92,21 @@ pub fn run(args: &DownloadArgs) -> Result<(), CliError> {
             args.output.display()
         )));
     }
+    let live = match (args.ui, &args.ui_token) {
+        (None, _) => None,
+        (Some(_), Some(t)) if t.is_empty() || t.len() > 256 => {
+            return Err(CliError::Usage(
+                "--ui-token: give a token of 1 to 256 characters".into(),
+            ));
+        }
+        (Some(addr), None) if !addr.ip().is_loopback() => {
+            return Err(CliError::Usage(format!(
+                "--ui {addr} is not a loopback address: anyone who can reach it could watch the swarm; \
+                 add --ui-token TOKEN (the page asks for it) or use --ui 127.0.0.1:PORT"
+            )));
+        }
+        (Some(addr), token) => Some((addr, token.clone())),
+    };
     let seed = if args.no_seed {
         SeedPolicy::No
     } else if let Some(r) = args.seed_ratio {
@@ -105,6 +128,7 @@ pub fn run(args: &DownloadArgs) -> Result<(), CliError> {
         max_peers: args.max_peers,
         upload_limit: args.upload_limit,
         download_limit: args.download_limit,
+        live,
     };
     let verbose = args.verbose || std::env::var_os("RUST_LOG").is_some();
     let mut ui: Box<dyn Ui> = if args.json {
@@ -145,6 +169,19 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
         return Err(format!("{s:?}: a rate must be more than 0"));
     }
     Ok(((n * mult as f64) as u64).max(1))
+}
+
+/// `--ui`: `ADDR:PORT`, `[V6]:PORT`, or a bare port on 127.0.0.1.
+fn parse_ui_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse().map_err(|_| {
+        format!(
+            "{s:?} is not an address for the live view: use ADDR:PORT or PORT \
+             (e.g. 127.0.0.1:8080), and put --ui after FILE.torrent"
+        )
+    })
 }
 
 /// `90`, `90s`, `10m`, `2h`, `1d`.
@@ -237,6 +274,7 @@ fn event_text(e: &Event) -> Option<(bool, String)> {
 fn common_text(r: &Report<'_>) -> Option<(bool, String)> {
     Some(match r {
         Report::Listening(a) => (false, format!("listening on port {} ({a})", a.port())),
+        Report::LiveView(a) => (false, format!("live view: http://{a}/")),
         Report::Checking(why) => (false, why.to_string()),
         Report::OnDisk {
             have,
@@ -363,6 +401,11 @@ impl Ui for JsonUi {
                 r#"{{"event":"listening","addr":{},"port":{}}}"#,
                 json_str(&a.to_string()),
                 a.port()
+            ),
+            Report::LiveView(a) => format!(
+                r#"{{"event":"live_view","addr":{},"url":{}}}"#,
+                json_str(&a.to_string()),
+                json_str(&format!("http://{a}/"))
             ),
             Report::Checking(why) => {
                 format!(r#"{{"event":"checking","reason":{}}}"#, json_str(why))

@@ -70,6 +70,8 @@ pub enum Msg {
     Signal(i32),
     /// The resume file was written (or not).
     ResumeSaved(Result<(), String>),
+    /// A live-view page connected: its message queue.
+    UiClient(smol::channel::Sender<std::sync::Arc<str>>),
 }
 
 /// Work for the disk pool.

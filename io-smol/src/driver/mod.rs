@@ -81,6 +81,8 @@ pub struct Options {
     pub upload_limit: Option<u64>,
     /// Download limit, bytes per second.
     pub download_limit: Option<u64>,
+    /// Serve the live view on this address, with this token if any (`--ui`).
+    pub live: Option<(SocketAddr, Option<String>)>,
 }
 
 /// What the driver tells the user interface.
@@ -88,6 +90,8 @@ pub struct Options {
 pub enum Report<'a> {
     /// Listening for peers.
     Listening(SocketAddr),
+    /// Serving the live view (`--ui`) here.
+    LiveView(SocketAddr),
     /// Existing data is being hashed (why).
     Checking(&'a str),
     /// Data found on disk at start: verified pieces of all, and how it was known.
@@ -210,6 +214,8 @@ struct Driver<'u> {
     shutdown_done: bool,
     error: Option<String>,
     ui: &'u mut dyn Ui,
+    /// The live view's pages (`--ui`); `None` without `--ui`.
+    live: Option<crate::live::Live>,
 }
 
 async fn run_async(opts: Options, ui: &mut dyn Ui) -> Result<Finish, RunError> {
@@ -238,6 +244,21 @@ async fn run_async(opts: Options, ui: &mut dyn Ui) -> Result<Finish, RunError> {
     });
     let have = have.0;
 
+    // The live view first: a taken --ui port is an error before anything is announced.
+    let live_listener = match &opts.live {
+        Some((addr, _)) => {
+            let l = TcpListener::bind(*addr).await.map_err(|e| {
+                RunError::Network(format!(
+                    "cannot serve the live view on {addr}: {e}; choose another with --ui ADDR:PORT"
+                ))
+            })?;
+            if let Ok(a) = l.local_addr() {
+                ui.report(Report::LiveView(a));
+            }
+            Some(l)
+        }
+        None => None,
+    };
     let listener = bind(opts.bind, opts.port).await?;
     let local = listener
         .local_addr()
@@ -272,6 +293,14 @@ async fn run_async(opts: Options, ui: &mut dyn Ui) -> Result<Finish, RunError> {
         )));
     }
     spawn_signal_thread(tx.clone());
+    if let Some(l) = live_listener {
+        let token = opts.live.as_ref().and_then(|(_, t)| t.clone());
+        tasks.push(smol::spawn(crate::live::server::serve(
+            l,
+            token,
+            tx.clone(),
+        )));
+    }
 
     let complete = have.all();
     let mut d = Driver {
@@ -304,6 +333,7 @@ async fn run_async(opts: Options, ui: &mut dyn Ui) -> Result<Finish, RunError> {
         shutdown_done: false,
         error: None,
         ui,
+        live: opts.live.is_some().then(|| crate::live::Live::new(&meta)),
     };
     let torrent = d
         .session
@@ -449,6 +479,9 @@ impl Driver<'_> {
                 }
             }
             self.policies(now)?;
+            if let (Some(live), Some(t)) = (&mut self.live, self.torrent) {
+                live.tick(now, &self.session, t, &self.meta);
+            }
         }
         // A background save still running would race the final one for the same file.
         if self.resume_saving {
@@ -482,6 +515,9 @@ impl Driver<'_> {
         }
         if let Some(s) = self.stopping_since {
             t = t.min(s + STOP_LIMIT);
+        }
+        if let Some(l) = self.live.as_ref().and_then(|l| l.wake_at()) {
+            t = t.min(l);
         }
         t
     }
@@ -633,6 +669,11 @@ impl Driver<'_> {
                 } else {
                     self.interrupted = true;
                     self.stop(now, "interrupted");
+                }
+            }
+            Msg::UiClient(client) => {
+                if let Some(live) = &mut self.live {
+                    live.add(client, now);
                 }
             }
             Msg::ResumeSaved(r) => {
@@ -945,6 +986,9 @@ impl Driver<'_> {
                 }
             }
             _ => {}
+        }
+        if let Some(live) = &mut self.live {
+            live.event(now, &e);
         }
         if let Event::Stats(s) = &e {
             self.ui.report(Report::Stats(s));
