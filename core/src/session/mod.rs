@@ -558,6 +558,14 @@ impl Session {
                 self.known_conn(id)?;
                 self.on_received(now, id, data);
             }
+            Input::Writable(id) => {
+                self.known_conn(id)?;
+                if self.conns.contains_key(&id) {
+                    // Uploads stopped at the watermark while the bytes sat unsent; resume.
+                    self.touched.insert(id);
+                    self.serve(now, id);
+                }
+            }
             Input::TrackerResponse {
                 torrent,
                 request,

@@ -882,3 +882,80 @@ fn skipped_files_are_not_downloaded() {
     assert_eq!(s.left, 0);
     assert_eq!(net.nodes[leech].data[..96 * 1024], net.payload[..96 * 1024]);
 }
+
+/// Feeds `input`, then drains, answering disk reads from `payload` but never taking the
+/// transmit bytes (a socket that is full); returns how many blocks were read.
+fn drain_without_transmit(s: &mut Session, payload: &[u8], now: Instant) -> usize {
+    let mut reads = Vec::new();
+    let mut count = 0;
+    loop {
+        loop {
+            match s.poll_output() {
+                Output::Timeout(_) => break,
+                Output::ReadBlock {
+                    conn,
+                    torrent,
+                    block,
+                } => reads.push((conn, torrent, block)),
+                _ => {}
+            }
+        }
+        let Some((conn, torrent, block)) = reads.pop() else {
+            return count;
+        };
+        count += 1;
+        let start = block.index as usize * 16 * 1024 + block.begin as usize;
+        let data = &payload[start..start + block.length as usize];
+        s.handle_input(
+            now,
+            Input::BlockRead {
+                conn,
+                torrent,
+                block,
+                data: Ok(data),
+            },
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn writable_resumes_uploads_held_back_by_a_full_socket() {
+    let len = 8 << 20;
+    let data = payload(len, 1);
+    let (mut raw, ih) = Raw::new(len);
+    raw.handshake(ih);
+    raw.send(&frame(2, &[])); // interested: unchoked at once
+    let mut asks = Vec::new();
+    for i in 0..200u32 {
+        let request = [i.to_be_bytes(), 0u32.to_be_bytes(), 16384u32.to_be_bytes()];
+        asks.extend(frame(6, &request.concat()));
+    }
+    let now = raw.now + Duration::from_millis(1);
+    raw.session
+        .handle_input(now, Input::Received(raw.conn, &asks))
+        .unwrap();
+    let first = drain_without_transmit(&mut raw.session, &data, now);
+    // The send buffer stops reads at the 1 MiB watermark: 64 blocks, not 200.
+    assert!((60..=70).contains(&first), "{first} blocks read");
+    // Nothing new arrives from the peer, so without `Writable` the upload would stall here.
+    let now = now + Duration::from_millis(1);
+    raw.session.handle_input(now, Input::Timeout).unwrap();
+    assert_eq!(drain_without_transmit(&mut raw.session, &data, now), 0);
+    // The socket takes the bytes and drains: more blocks are read.
+    let mut sent = Vec::new();
+    assert!(raw.session.poll_transmit(raw.conn, &mut sent) > first * 16 * 1024);
+    raw.session
+        .handle_input(now, Input::Writable(raw.conn))
+        .unwrap();
+    let second = drain_without_transmit(&mut raw.session, &data, now);
+    assert!(
+        (60..=70).contains(&second),
+        "{second} blocks read after Writable"
+    );
+    // A stale or unknown connection is handled like the other inputs.
+    assert!(matches!(
+        raw.session.handle_input(now, Input::Writable(ConnId(999))),
+        Err(SessionError::UnknownConnection(_))
+    ));
+}
