@@ -643,10 +643,17 @@ impl Session {
                 next = next.min(t);
             }
         };
+        // A known peer that is ready to dial is a deadline only if a dial could happen now:
+        // with every slot taken it would be "now" until a slot frees, and that takes an input
+        // (or a connection's own timer), so reporting it would have the driver spin.
+        let can_dial = self.half_open < self.config.max_half_open
+            && self.conns.len() < self.config.max_connections;
         for t in self.torrents.values() {
             consider(t.announcer.next_deadline());
             if t.state == TorrentState::Running {
-                consider(t.peers.next_deadline());
+                if can_dial && t.conns.len() < self.config.max_connections_per_torrent {
+                    consider(t.peers.next_deadline());
+                }
                 consider(Some(t.choker.next_deadline()));
                 if !self.config.stats_interval.is_zero() {
                     consider(Some(t.next_stats));

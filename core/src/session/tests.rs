@@ -959,3 +959,38 @@ fn writable_resumes_uploads_held_back_by_a_full_socket() {
         Err(SessionError::UnknownConnection(_))
     ));
 }
+
+#[test]
+fn full_dial_slots_do_not_make_the_deadline_now() {
+    // More known peers than half-open slots: the rest wait, and the deadline must not be
+    // "now" (a driver would feed Timeout at the same instant forever).
+    let payload = payload(64 * 1024, 5);
+    let meta = make_torrent(&payload, 16 * 1024, vec![]);
+    let now = Instant::from_secs(1);
+    let mut s = Session::new(
+        SessionConfig {
+            max_half_open: 2,
+            ..config()
+        },
+        1,
+        now,
+    );
+    let t = s.add_torrent(now, meta, None).unwrap();
+    drain_all(&mut s);
+    for i in 0..5 {
+        s.add_peer(now, t, addr_of(i)).unwrap();
+        drain_all(&mut s);
+    }
+    s.handle_input(now, Input::Timeout).unwrap();
+    let mut connects = 0;
+    let deadline = loop {
+        match s.poll_output() {
+            Output::Connect { .. } => connects += 1,
+            Output::Timeout(d) => break d,
+            _ => {}
+        }
+    };
+    assert_eq!(connects, 0, "both slots were taken by add_peer already");
+    assert!(deadline > now, "deadline {deadline:?} is not after {now:?}");
+    assert_eq!(s.connection_count(), 2);
+}
