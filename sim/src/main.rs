@@ -2,8 +2,37 @@
 #![forbid(unsafe_code)]
 
 fn main() {
-    eprintln!(
-        "hive-sim: the simulator is not built yet (it needs the core's Session); see the README's status section"
+    let args: Vec<String> = std::env::args().collect();
+    let peers: u32 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10);
+    let k = hive_sim::Knobs {
+        peers,
+        pieces: 64,
+        piece_length: 16384,
+    };
+    let sc =
+        hive_sim::scenario::builtin(args.get(2).map_or("flash-crowd", |s| s.as_str()), &k).unwrap();
+    let t = std::time::Instant::now();
+    let r = hive_sim::run(
+        sc,
+        hive_sim::RunOptions {
+            seed: 1,
+            progress: true,
+        },
+    )
+    .unwrap();
+    println!(
+        "finished {} end {:.2}s events {} conns {} failures {:?}",
+        r.finished,
+        r.end_time as f64 / 1e6,
+        r.events,
+        r.connections,
+        r.failures
     );
-    std::process::exit(2);
+    for (i, n) in r.nodes.iter().enumerate().take(12) {
+        println!(
+            "{i}: arr {:?} done {:?} up {} down {} bans {} banned_by {}",
+            n.arrived, n.completed, n.uploaded, n.downloaded, n.bans_issued, n.banned_by
+        );
+    }
+    println!("wall {:?} trace hash: {}", t.elapsed(), r.trace_hash);
 }
