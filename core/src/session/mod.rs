@@ -289,7 +289,10 @@ impl Session {
             next_stats: now,
             completed_announced: false,
             choke_dirty: false,
+            left: 0,
         };
+        let mut torrent = torrent;
+        torrent.recompute_left();
         let complete = torrent.picker.is_finished();
         self.by_info_hash.insert(info_hash, id);
         self.torrents.insert(id, torrent);
@@ -406,6 +409,7 @@ impl Session {
         t.picker
             .set_file_priorities(&spans)
             .map_err(|e| SessionError::Unsupported(e.to_string()))?;
+        t.recompute_left();
         let ids: Vec<ConnId> = t.conns.iter().copied().collect();
         for id in ids {
             self.update_interest(now, id);
@@ -1462,6 +1466,7 @@ impl Session {
         };
         match outcome {
             VerifyOutcome::Passed => {
+                t.piece_passed(piece);
                 self.outputs.push_back(Output::Event(Event::PieceDone {
                     torrent: tid,
                     piece,

@@ -59,11 +59,30 @@ pub(crate) struct Torrent {
     pub(crate) completed_announced: bool,
     /// When the choker last ran on an interest change (interim rounds are rate-limited).
     pub(crate) choke_dirty: bool,
+    /// Cached [`Torrent::left`].
+    pub(crate) left: u64,
 }
 
 impl Torrent {
-    /// Bytes of wanted pieces not yet verified.
+    /// Bytes of wanted pieces not yet verified (cached: it is read on every timer pass).
     pub(crate) fn left(&self) -> u64 {
+        self.left
+    }
+
+    /// A verified piece is no longer left.
+    pub(crate) fn piece_passed(&mut self, piece: u32) {
+        if self.picker.piece_priority(piece).is_some_and(|p| p > 0) {
+            let size = self.picker.geometry().piece_size(piece).unwrap_or(0);
+            self.left = self.left.saturating_sub(u64::from(size));
+        }
+    }
+
+    /// Recomputes [`Torrent::left`] after the wanted set changed.
+    pub(crate) fn recompute_left(&mut self) {
+        self.left = self.count_left();
+    }
+
+    fn count_left(&self) -> u64 {
         let g = self.picker.geometry();
         let mut left = 0u64;
         let have = self.picker.have();
@@ -111,6 +130,9 @@ impl Torrent {
                 self.by_key.len(),
                 self.conns.len()
             ));
+        }
+        if self.left != self.count_left() {
+            return Err(format!("cached left {} is stale", self.left));
         }
         if self.state != TorrentState::Running && !self.conns.is_empty() {
             return Err(format!("{:?} torrent has connections", self.state));
