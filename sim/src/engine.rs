@@ -37,7 +37,6 @@
 //! piece is also assembled and hashed with SHA-1, and the two verdicts must agree). A
 //! corrupt-data node serves flipped bytes, so its victims' hash checks really fail.
 
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
@@ -55,7 +54,7 @@ use hive_core::session::{
 use hive_core::time::Instant;
 use hive_core::wire::{BlockRequest, DecoderLimits, FrameDecoder, HANDSHAKE_LEN, Message};
 
-use crate::scenario::{Behaviour, GroupSpec, Scenario, TrackerKind};
+use crate::scenario::{Behaviour, GroupSpec, RunSpec, Scenario, TrackerKind};
 use crate::trace::Trace;
 use crate::tracker::{TRACKER_IP, Tracker, UDP_PORT};
 
@@ -129,29 +128,9 @@ enum Ev {
     Sample,
 }
 
-struct Entry {
-    at: u64,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Entry {
-    // Reversed: BinaryHeap is a max-heap and we want the earliest (time, seq) first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
+/// A queue key: (time, sequence number, slot of the event). Small, so heap moves are cheap;
+/// the events themselves wait in a slab.
+type Key = std::cmp::Reverse<(u64, u64, u32)>;
 
 /// One direction of a connection, owned by the sending end.
 #[derive(Debug)]
@@ -359,6 +338,8 @@ pub struct RunResult {
     pub connections: u64,
     /// Announces the tracker answered.
     pub announces: u64,
+    /// Bytes of pieces that failed a hash check, all nodes.
+    pub hash_failed_bytes: u64,
     /// Torrent size.
     pub total_length: u64,
     /// Pieces.
@@ -375,7 +356,9 @@ pub struct Engine {
     opts: RunOptions,
     now: u64,
     seq: u64,
-    heap: BinaryHeap<Entry>,
+    heap: BinaryHeap<Key>,
+    slab: Vec<Option<Ev>>,
+    free_slots: Vec<u32>,
     deadlines: BTreeSet<(u64, u32)>,
     nodes: Vec<Node>,
     links: Vec<Link>,
@@ -409,6 +392,7 @@ pub struct Engine {
     instant_steps: u64,
     instant: u64,
     connections: u64,
+    hash_failed_bytes: u64,
 }
 
 /// Records a broken check (the first 100; the count of the rest is not interesting).
@@ -437,12 +421,13 @@ fn random_exp(rng: &mut Rng, mean: u64) -> u64 {
     k * slot
 }
 
-fn session_config(g: &GroupSpec) -> SessionConfig {
+fn session_config(g: &GroupSpec, run: &RunSpec) -> SessionConfig {
     let mut c = SessionConfig {
         stats_interval: Duration::ZERO,
         listen_port: LISTEN_PORT,
         ..SessionConfig::default()
     };
+    c.peer.upload_watermark = run.upload_watermark.0 as usize;
     if let Some(m) = g.max_connections {
         c.max_connections = m;
     }
@@ -504,6 +489,8 @@ impl Engine {
             now: 0,
             seq: 0,
             heap: BinaryHeap::new(),
+            slab: Vec::new(),
+            free_slots: Vec::new(),
             deadlines: BTreeSet::new(),
             nodes: Vec::new(),
             links: Vec::new(),
@@ -534,12 +521,13 @@ impl Engine {
             instant_steps: 0,
             instant: 0,
             connections: 0,
+            hash_failed_bytes: 0,
             opts,
             sc,
         };
         let groups = e.sc.groups.clone();
         for (gi, g) in groups.iter().enumerate() {
-            let cfg = session_config(g);
+            let cfg = session_config(g, &e.sc.run);
             let mut t = g.arrival.at.0;
             for k in 0..g.count {
                 let i = e.nodes.len() as u32;
@@ -602,11 +590,28 @@ impl Engine {
 
     fn push(&mut self, at: u64, ev: Ev) {
         self.seq += 1;
-        self.heap.push(Entry {
-            at,
-            seq: self.seq,
-            ev,
-        });
+        let slot = match self.free_slots.pop() {
+            Some(k) => {
+                self.slab[k as usize] = Some(ev);
+                k
+            }
+            None => {
+                self.slab.push(Some(ev));
+                (self.slab.len() - 1) as u32
+            }
+        };
+        self.heap.push(std::cmp::Reverse((at, self.seq, slot)));
+    }
+
+    fn pop(&mut self) -> Option<Ev> {
+        let std::cmp::Reverse((_, _, slot)) = self.heap.pop()?;
+        self.free_slots.push(slot);
+        self.slab[slot as usize].take()
+    }
+
+    fn peek_event(&self) -> Option<&Ev> {
+        let std::cmp::Reverse((_, _, slot)) = self.heap.peek()?;
+        self.slab[*slot as usize].as_ref()
     }
 
     fn done(&self) -> bool {
@@ -624,7 +629,7 @@ impl Engine {
                 finished = true;
                 break;
             }
-            let q = self.heap.peek().map(|e| e.at);
+            let q = self.heap.peek().map(|k| k.0.0);
             let d = self.deadlines.first().copied();
             let from_queue = match (q, d) {
                 (Some(q), Some((d, _))) => q <= d,
@@ -653,7 +658,7 @@ impl Engine {
                 self.instant_steps += 1;
                 if self.instant_steps > self.sc.run.max_steps_per_instant {
                     let what = if from_queue {
-                        format!("{:?}", self.heap.peek().map(|e| &e.ev))
+                        format!("{:?}", self.peek_event())
                     } else {
                         format!("node {:?}'s deadline", d.map(|x| x.1))
                     };
@@ -669,8 +674,8 @@ impl Engine {
             }
             self.now = t;
             if from_queue {
-                if let Some(entry) = self.heap.pop() {
-                    self.dispatch(entry.ev);
+                if let Some(ev) = self.pop() {
+                    self.dispatch(ev);
                 }
             } else if let Some((_, node)) = self.deadlines.pop_first() {
                 self.nodes[node as usize].deadline = u64::MAX;
@@ -725,6 +730,7 @@ impl Engine {
             events: self.steps,
             connections: self.connections,
             announces: self.tracker.announces,
+            hash_failed_bytes: self.hash_failed_bytes,
             total_length: self.total,
             piece_count: self.piece_count,
             original_seed: self.original_seed,
@@ -1032,6 +1038,7 @@ impl Engine {
             Event::HashFailed { piece, .. } => {
                 self.trace.add(&[now, u64::from(i), 10, u64::from(piece)]);
                 self.nodes[i as usize].rec.hash_failures += 1;
+                self.hash_failed_bytes += self.meta.piece_len(piece).unwrap_or(0);
             }
             Event::TorrentComplete { .. } => {
                 self.trace.add(&[now, u64::from(i), 11]);
@@ -1646,7 +1653,7 @@ impl Engine {
             Rng::new(self.opts.seed ^ (u64::from(i) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
                 .next_u64();
         let mut s = Box::new(Session::new(
-            session_config(&g),
+            session_config(&g, &self.sc.run),
             seed_value,
             Instant::from_micros(now),
         ));

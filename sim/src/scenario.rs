@@ -215,6 +215,10 @@ pub struct RunSpec {
     pub check_seed_copy: bool,
     /// Bytes a connection may hold unsent in its socket buffer before the sender must wait.
     pub send_buffer: Size,
+    /// The nodes' `upload_watermark` (the core's read-ahead of blocks for a peer). Disk reads
+    /// are instant here, so a deep read-ahead buys nothing and costs memory; the core's own
+    /// default is 1 MiB.
+    pub upload_watermark: Size,
     /// How long a connection attempt to a vanished host takes to fail.
     pub connect_timeout: Dur,
     /// Sampling period of the swarm's piece availability (the chart).
@@ -229,7 +233,8 @@ impl Default for RunSpec {
             max_steps_per_instant: 20_000_000,
             allow_incomplete: false,
             check_seed_copy: false,
-            send_buffer: Size(128 * 1024),
+            send_buffer: Size(32 * 1024),
+            upload_watermark: Size(32 * 1024),
             connect_timeout: Dur::secs(5),
             sample_every: Dur::secs(1),
         }
@@ -305,7 +310,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .trim()
         .parse()
         .map_err(|_| format!("'{s}' is not a size (examples: 16K, 2M, 1048576)"))?;
-    if !(v >= 0.0) || !v.is_finite() {
+    if !v.is_finite() || v < 0.0 {
         return Err(format!("'{s}' is not a size"));
     }
     Ok((v * mult as f64).round() as u64)
@@ -350,7 +355,7 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         .trim()
         .parse()
         .map_err(|_| format!("'{s}' is not a duration (examples: 25ms, 3s, 10m)"))?;
-    if !(v >= 0.0) || !v.is_finite() {
+    if !v.is_finite() || v < 0.0 {
         return Err(format!("'{s}' is not a duration"));
     }
     Ok((v * mult).round() as u64)
@@ -454,11 +459,14 @@ impl Scenario {
                 }
             }
             if let Some(rate) = g.arrival.poisson {
-                if !(rate > 0.0) {
+                if !rate.is_finite() || rate <= 0.0 {
                     return Err(format!("group '{}': arrival.poisson must be > 0", g.name));
                 }
             }
-            if g.depart.after_upload.is_some_and(|m| !(m > 0.0)) {
+            if g.depart
+                .after_upload
+                .is_some_and(|m| !m.is_finite() || m <= 0.0)
+            {
                 return Err(format!(
                     "group '{}': depart.after_upload must be > 0",
                     g.name
