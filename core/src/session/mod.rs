@@ -636,12 +636,24 @@ impl Session {
     }
 
     /// Appends the bytes a connection has to send to `buf`; returns how many.
+    ///
+    /// Call it while draining, in answer to [`Output::Transmit`]: emptying the send buffer
+    /// lets the peer's queued requests that the upload watermark held back go to the disk,
+    /// so it may queue outputs ([`Output::ReadBlock`]) that the drain then picks up.
     pub fn poll_transmit(&mut self, conn: ConnId, buf: &mut Vec<u8>) -> usize {
-        match self.conns.get_mut(&conn) {
+        let n = match self.conns.get_mut(&conn) {
             // Bytes are not sent before the connection is established.
             Some(c) if !c.connecting => c.peer.poll_transmit(buf),
             _ => 0,
+        };
+        if n > 0 {
+            // Without this the upload stalls whenever the buffer sat at the watermark and the
+            // peer has nothing more to ask (its requests are all queued here): no input would
+            // ever call serve() again until its requests time out.
+            self.serve(self.now, conn);
+            self.flush_touched();
         }
+        n
     }
 
     /// When the session next needs [`Input::Timeout`] (also returned by the drain).
