@@ -340,6 +340,8 @@ pub struct RunResult {
     pub announces: u64,
     /// Bytes of pieces that failed a hash check, all nodes.
     pub hash_failed_bytes: u64,
+    /// Why nodes closed connections (digits replaced by `#`), with counts.
+    pub close_reasons: BTreeMap<String, u64>,
     /// Torrent size.
     pub total_length: u64,
     /// Pieces.
@@ -393,6 +395,7 @@ pub struct Engine {
     instant: u64,
     connections: u64,
     hash_failed_bytes: u64,
+    close_reasons: BTreeMap<String, u64>,
 }
 
 /// Records a broken check (the first 100; the count of the rest is not interesting).
@@ -522,6 +525,7 @@ impl Engine {
             instant: 0,
             connections: 0,
             hash_failed_bytes: 0,
+            close_reasons: BTreeMap::new(),
             opts,
             sc,
         };
@@ -731,6 +735,7 @@ impl Engine {
             connections: self.connections,
             announces: self.tracker.announces,
             hash_failed_bytes: self.hash_failed_bytes,
+            close_reasons: self.close_reasons,
             total_length: self.total,
             piece_count: self.piece_count,
             original_seed: self.original_seed,
@@ -835,8 +840,14 @@ impl Engine {
                     self.on_connect(i, conn, addr);
                 }
                 Output::Transmit(conn) => self.on_transmit(i, s, conn),
-                Output::Close { conn, .. } => {
+                Output::Close { conn, reason } => {
                     self.trace.add(&[now, u64::from(i), 3, conn.0]);
+                    // Numbers (pieces, counts) out, so that reasons group.
+                    let key: String = reason
+                        .chars()
+                        .map(|c| if c.is_ascii_digit() { '#' } else { c })
+                        .collect();
+                    *self.close_reasons.entry(key).or_insert(0) += 1;
                     self.on_close(i, conn);
                 }
                 Output::HttpAnnounce {

@@ -108,6 +108,8 @@ pub struct ConnSummary {
     pub peak_max: u32,
     /// Mean of the nodes' peaks.
     pub peak_mean: f64,
+    /// The most common reasons nodes closed connections, most frequent first.
+    pub close_reasons: Vec<(String, u64)>,
 }
 
 /// Everything a run reports; also its JSON form (`seed` first, `trace_hash` last).
@@ -273,6 +275,16 @@ impl Summary {
                 established: r.connections,
                 failed: r.nodes.iter().map(|n| u64::from(n.connect_failures)).sum(),
                 peak_max: peaks.iter().copied().max().unwrap_or(0),
+                close_reasons: {
+                    let mut v: Vec<(String, u64)> = r
+                        .close_reasons
+                        .iter()
+                        .map(|(k, n)| (k.clone(), *n))
+                        .collect();
+                    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                    v.truncate(6);
+                    v
+                },
                 peak_mean: if peaks.is_empty() {
                     0.0
                 } else {
@@ -405,6 +417,9 @@ impl Summary {
             "connections: {} established, {} failed; peak per node: max {}, mean {:.1}; {} tracker announces",
             c.established, c.failed, c.peak_max, c.peak_mean, self.tracker_announces
         );
+        for (reason, n) in &c.close_reasons {
+            let _ = writeln!(o, "  {n:>7} closed: {reason}");
+        }
         let _ = writeln!(o);
         if self.failures.is_empty() {
             let _ = writeln!(o, "checks: all {} passed", self.checks.len());
