@@ -599,9 +599,12 @@ pub fn builtin(name: &str, k: &Knobs) -> Result<Scenario, String> {
             f.name = "free-riders".into();
             f.behaviour = Behaviour::FreeRider;
             let mut s = seed;
-            // A slow seed: most data must come from the leechers themselves.
+            // A slow seed: most data must come from the leechers themselves, and contributors
+            // leave once done, so that free-riders cannot live on finished leechers.
             s.upload = Rate(512 * K);
-            vec![s, leechers(k.peers.saturating_sub(riders).max(1)), f]
+            let mut l = leechers(k.peers.saturating_sub(riders).max(1));
+            l.depart.after_complete = Some(Dur::ZERO);
+            vec![s, l, f]
         }
         "corrupt-peer" => {
             let mut liar = group("liar", 1, true, 2 * M, 8 * M, 10);
