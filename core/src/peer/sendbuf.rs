@@ -11,10 +11,11 @@ pub(super) struct SendBuffer {
     max: usize,
 }
 
-/// Capacity an empty buffer keeps: two blocks with their headers. A buffer that grew past it
-/// (a burst of uploads) gives the memory back once drained, so that idle connections of a
-/// client with hundreds of peers do not each pin the largest burst they ever sent.
-const RETAIN: usize = 2 * (16 * 1024 + 64);
+/// Capacity an empty buffer keeps: room for control messages (a have, a few requests), not
+/// for blocks. A buffer that grew past it (uploads) gives the memory back once drained, so that
+/// idle connections of a client with hundreds of peers do not each pin the largest burst they
+/// ever sent; an uploading connection pays one allocation per drain, next to 16 KiB copies.
+const RETAIN: usize = 4 * 1024;
 
 /// The buffer would exceed its bound; nothing was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
