@@ -155,6 +155,8 @@ pub struct Summary {
     pub checks: Vec<String>,
     /// Checks that failed (empty: passed).
     pub failures: Vec<String>,
+    /// Distinct pieces held by live nodes at the end (less than `pieces`: data was lost).
+    pub pieces_available_at_end: u32,
     /// Piece availability over time (at most 200 points).
     pub availability: Vec<Sample>,
     /// The trace hash.
@@ -294,6 +296,7 @@ impl Summary {
             tracker_announces: r.announces,
             checks,
             failures: r.failures.clone(),
+            pieces_available_at_end: r.series.last().map_or(0, |p| p.available),
             availability: thin(&r.series, 200),
             trace_hash: r.trace_hash.clone(),
         }
@@ -388,6 +391,13 @@ impl Summary {
             None => {
                 let _ = writeln!(o);
             }
+        }
+        if self.pieces_available_at_end < self.pieces {
+            let _ = writeln!(
+                o,
+                "DATA LOST: only {} of {} pieces are held by a live node at the end",
+                self.pieces_available_at_end, self.pieces
+            );
         }
         if let Some(d) = &self.share_ratio {
             let _ = writeln!(
