@@ -267,6 +267,8 @@ struct Node {
     refuse: bool,
     up_rate: u64,
     down_rate: u64,
+    /// Slow-start nodes: their rates ramp from a tenth to full over this long after arrival.
+    ramp: u64,
     latency: u64,
     jitter: u64,
     up_busy: u64,
@@ -562,6 +564,11 @@ impl Engine {
                     refuse: g.refuse_incoming,
                     up_rate: g.upload.0,
                     down_rate: g.download.0,
+                    ramp: if g.behaviour == Behaviour::SlowStart {
+                        g.slow_start.0.max(1)
+                    } else {
+                        0
+                    },
                     latency: g.latency.0,
                     jitter: g.jitter.0,
                     up_busy: 0,
@@ -1447,8 +1454,8 @@ impl Engine {
         let path = self.path(i, j);
         let jitter = self.nodes[i as usize].jitter + self.nodes[j as usize].jitter;
         let (up_rate, down_rate) = (
-            self.nodes[i as usize].up_rate,
-            self.nodes[j as usize].down_rate,
+            self.rate_now(i, self.nodes[i as usize].up_rate),
+            self.rate_now(j, self.nodes[j as usize].down_rate),
         );
         self.nodes[i as usize].rec.bytes_sent += n as u64;
         let mut cut = 0usize;
@@ -1493,6 +1500,21 @@ impl Engine {
                 self.schedule_depart(i, now);
             }
         }
+    }
+
+    /// A node's rate now: slow-start nodes ramp linearly from 10 % to 100 % (integer
+    /// arithmetic, so every machine agrees).
+    fn rate_now(&self, i: u32, rate: u64) -> u64 {
+        let n = &self.nodes[i as usize];
+        if n.ramp == 0 || rate == 0 {
+            return rate;
+        }
+        let since = self
+            .now
+            .saturating_sub(n.rec.arrived.unwrap_or(0))
+            .min(n.ramp);
+        let permille = 100 + (900 * u128::from(since) / u128::from(n.ramp)) as u64;
+        (rate * permille / 1000).max(1)
     }
 
     fn schedule_wake(&mut self, r: LinkRef, side: usize) {

@@ -353,6 +353,7 @@ impl Summary {
                 Behaviour::Normal => g.name.clone(),
                 Behaviour::FreeRider => format!("{} (free)", g.name),
                 Behaviour::CorruptData => format!("{} (liar)", g.name),
+                Behaviour::SlowStart => format!("{} (slow)", g.name),
             };
             let done = if g.seed {
                 "seed".to_string()

@@ -147,6 +147,9 @@ pub enum Behaviour {
     FreeRider,
     /// Serves every block with its bytes flipped (its disk lies); peers' hash checks fail.
     CorruptData,
+    /// Its link starts at a tenth of its rates and ramps to full over `slow_start` (a peer
+    /// on a congested or warming-up line).
+    SlowStart,
 }
 
 /// A group of identical nodes.
@@ -191,6 +194,13 @@ pub struct GroupSpec {
     /// Upload slots of the choker (the core's default, 4, if unset).
     #[serde(default)]
     pub upload_slots: Option<usize>,
+    /// `slow-start` behaviour: how long the ramp to full rate takes.
+    #[serde(default = "default_slow_start")]
+    pub slow_start: Dur,
+}
+
+fn default_slow_start() -> Dur {
+    Dur::secs(60)
 }
 
 fn default_latency() -> Dur {
@@ -545,6 +555,7 @@ fn group(name: &str, count: u32, seed: bool, up: u64, down: u64, latency_ms: u64
         max_connections: None,
         max_connections_per_torrent: None,
         upload_slots: None,
+        slow_start: default_slow_start(),
     }
 }
 
