@@ -98,7 +98,7 @@ enum Ev {
     SynAck(LinkRef),
     /// The initiator learns the connection failed (RST or timeout).
     Refused(LinkRef),
-    Data(LinkRef, u8, Bytes),
+    Data(LinkRef, u8, Payload),
     Fin(LinkRef, u8),
     Wake(LinkRef, u8),
     TrackerHttp {
@@ -126,6 +126,25 @@ enum Ev {
         data: Vec<u8>,
     },
     Sample,
+}
+
+/// Bytes in flight. Most segments are a have or a few requests: those travel inline, so that
+/// they cost no allocation.
+#[derive(Debug)]
+enum Payload {
+    Inline(u8, [u8; INLINE]),
+    Shared(Bytes),
+}
+
+const INLINE: usize = 38;
+
+impl Payload {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Payload::Inline(n, b) => &b[..usize::from(*n)],
+            Payload::Shared(b) => b,
+        }
+    }
 }
 
 /// A queue key: (time, sequence number, slot of the event). Small, so heap moves are cheap;
@@ -378,6 +397,8 @@ pub struct Engine {
     rng: Rng,
     answers: VecDeque<Answer>,
     bounds: Vec<usize>,
+    segs: Vec<(usize, usize)>,
+    tx_buf: Vec<u8>,
     failures: Vec<String>,
     /// Copies of each piece among live nodes (the cores' view: PieceDone / seeds).
     copies: Vec<u32>,
@@ -511,6 +532,8 @@ impl Engine {
             rng,
             answers: VecDeque::new(),
             bounds: Vec::new(),
+            segs: Vec::new(),
+            tx_buf: Vec::new(),
             failures: Vec::new(),
             copies: vec![0; piece_count as usize],
             available: 0,
@@ -1442,14 +1465,15 @@ impl Engine {
                 return;
             }
         }
-        let mut buf = Vec::with_capacity(256);
+        let mut buf = std::mem::take(&mut self.tx_buf);
+        buf.clear();
         let n = s.poll_transmit(conn, &mut buf);
         if n == 0 {
+            self.tx_buf = buf;
             return;
         }
         self.trace.add(&[now, u64::from(i), 2, conn.0, n as u64]);
         self.observe(r, side, &buf);
-        let data = Bytes::from(buf);
         let j = self.links[r.id as usize].ends[1 - side].node;
         let path = self.path(i, j);
         let jitter = self.nodes[i as usize].jitter + self.nodes[j as usize].jitter;
@@ -1458,20 +1482,34 @@ impl Engine {
             self.rate_now(j, self.nodes[j as usize].down_rate),
         );
         self.nodes[i as usize].rec.bytes_sent += n as u64;
-        let mut cut = 0usize;
+        // Segments: cut at the first frame boundary at or past SEGMENT bytes (or the end).
         let bounds = std::mem::take(&mut self.bounds);
-        let mut k = 0;
+        let mut segs = std::mem::take(&mut self.segs);
+        segs.clear();
+        let (mut cut, mut k) = (0usize, 0usize);
         while cut < n {
-            // The first frame boundary at or past SEGMENT bytes from `cut` (or the end).
             let mut end = n;
-            while k < bounds.len() {
-                let b = bounds[k];
+            while let Some(&b) = bounds.get(k) {
                 k += 1;
                 if b >= cut + SEGMENT {
                     end = b;
                     break;
                 }
             }
+            segs.push((cut, end));
+            cut = end;
+        }
+        self.bounds = bounds;
+        // The payload of each segment: inline when small, else the buffer itself (one
+        // segment) or slices of it.
+        let mut shared = None;
+        if n <= INLINE {
+            self.tx_buf = buf;
+        } else {
+            shared = Some(Bytes::from(buf));
+        }
+        let single = segs.len() == 1;
+        for &(cut, end) in &segs {
             let len = (end - cut) as u64;
             let start = now.max(self.nodes[i as usize].up_busy);
             let up_end = start + tx_time(len, up_rate);
@@ -1490,11 +1528,18 @@ impl Engine {
             e.last_arrival = at;
             e.unsent.push_back((left_at, len as u32));
             e.unsent_bytes += len;
-            let seg = data.slice(cut..end);
-            self.push(at, Ev::Data(r, (1 - side) as u8, seg));
-            cut = end;
+            let payload = match &mut shared {
+                None => {
+                    let mut b = [0u8; INLINE];
+                    b[..n].copy_from_slice(&self.tx_buf[..n]);
+                    Payload::Inline(n as u8, b)
+                }
+                Some(data) if single => Payload::Shared(std::mem::take(data)),
+                Some(data) => Payload::Shared(data.slice(cut..end)),
+            };
+            self.push(at, Ev::Data(r, (1 - side) as u8, payload));
         }
-        self.bounds = bounds;
+        self.segs = segs;
         if let Some(limit) = self.nodes[i as usize].upload_limit_bytes {
             if self.nodes[i as usize].rec.uploaded >= limit {
                 self.schedule_depart(i, now);
@@ -1551,17 +1596,22 @@ impl Engine {
         self.input(i, |s, now| s.handle_input(now, Input::Writable(conn)));
     }
 
-    fn on_data(&mut self, r: LinkRef, to: usize, data: Bytes) {
+    fn on_data(&mut self, r: LinkRef, to: usize, data: Payload) {
         let Some(l) = self.link(r) else { return };
         let e = &l.ends[to];
         if !e.alive {
             return;
         }
         let (j, conn) = (e.node, ConnId(e.conn));
-        self.trace
-            .add(&[self.now, u64::from(j), 0xF6, conn.0, data.len() as u64]);
+        self.trace.add(&[
+            self.now,
+            u64::from(j),
+            0xF6,
+            conn.0,
+            data.as_slice().len() as u64,
+        ]);
         self.input(j, |s, now| {
-            s.handle_input(now, Input::Received(conn, &data))
+            s.handle_input(now, Input::Received(conn, data.as_slice()))
         });
     }
 
