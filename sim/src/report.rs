@@ -486,7 +486,7 @@ pub fn svg(r: &RunResult, s: &Summary) -> String {
         s.trace_hash
     );
     // Panel 1: completion CDF.
-    let mut curves: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut curves: Vec<(String, u32, Vec<f64>)> = Vec::new();
     for (gi, g) in r.scenario.groups.iter().enumerate() {
         if g.seed {
             continue;
@@ -498,11 +498,11 @@ pub fn svg(r: &RunResult, s: &Summary) -> String {
             .filter_map(|n| Some(secs(n.completed? - n.arrived?)))
             .collect();
         t.sort_by(f64::total_cmp);
-        curves.push((format!("{} ({})", g.name, g.count), t));
+        curves.push((format!("{} ({})", g.name, g.count), g.count, t));
     }
     let xmax = curves
         .iter()
-        .filter_map(|(_, t)| t.last().copied())
+        .filter_map(|(_, _, t)| t.last().copied())
         .fold(1.0, f64::max);
     let panel = Panel {
         x0: 70.0,
@@ -517,13 +517,8 @@ pub fn svg(r: &RunResult, s: &Summary) -> String {
         "seconds from arrival to completion",
         "fraction of the group done",
     );
-    for (k, (name, t)) in curves.iter().enumerate() {
-        let count = r
-            .scenario
-            .groups
-            .iter()
-            .find(|g| name.starts_with(&g.name))
-            .map_or(1, |g| g.count);
+    for (k, (name, count, t)) in curves.iter().enumerate() {
+        let count = *count;
         let mut pts = vec![(0.0, 0.0)];
         for (i, x) in t.iter().enumerate() {
             let y0 = i as f64 / f64::from(count.max(1));
@@ -531,8 +526,7 @@ pub fn svg(r: &RunResult, s: &Summary) -> String {
             pts.push((*x, y0));
             pts.push((*x, y1));
         }
-        if let Some(&(x, y)) = pts.last() {
-            let _ = x;
+        if let Some(&(_, y)) = pts.last() {
             pts.push((panel.xmax, y));
         }
         panel.line(&mut o, &pts, COLOURS[k % COLOURS.len()]);
