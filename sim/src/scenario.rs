@@ -240,7 +240,7 @@ impl Default for RunSpec {
         RunSpec {
             max_time: Dur::secs(6 * 3600),
             max_steps: 4_000_000_000,
-            max_steps_per_instant: 20_000_000,
+            max_steps_per_instant: 2_000_000,
             allow_incomplete: false,
             check_seed_copy: false,
             send_buffer: Size(32 * 1024),
