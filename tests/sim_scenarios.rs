@@ -204,3 +204,19 @@ fn bad_scenarios_are_refused_with_a_reason() {
         assert!(err.contains(needle), "{err:?} lacks {needle:?}");
     }
 }
+
+#[test]
+fn the_step_limit_fails_the_run_clearly() {
+    let mut sc = small("flash-crowd", 4);
+    sc.run.max_steps = 200;
+    let err = hive_sim::run(
+        sc,
+        RunOptions {
+            seed: 1,
+            progress: false,
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(err.contains("step limit"), "{err}");
+}
