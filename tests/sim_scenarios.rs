@@ -150,6 +150,16 @@ fn seed_leaving_after_one_copy_leaves_after_one_copy() {
     assert!(s.original_seed.departed_s.is_some());
     // It left at the first transmit past one copy: at most a send buffer's worth more.
     assert!(s.original_seed.copies >= 1.0 && s.original_seed.copies < 1.2);
+    // One copy's worth of bytes is not every piece: if data was lost the run says so and
+    // stops soon after instead of running to the time limit.
+    match &s.stopped {
+        None => assert!(s.finished && s.pieces_available_at_end == s.pieces),
+        Some(why) => {
+            assert!(why.contains("data lost"), "{why}");
+            assert!(s.pieces_available_at_end < s.pieces);
+            assert!(s.sim_time_s < 600.0, "{}", s.sim_time_s);
+        }
+    }
 }
 
 #[test]

@@ -64,6 +64,9 @@ pub const LISTEN_PORT: u16 = 6881;
 const SEGMENT: usize = 16 * 1024;
 const BLOCK: u32 = 16 * 1024;
 const NONE: u32 = u32::MAX;
+/// How long data must stay lost before the run gives up (a piece whose blocks all arrived is
+/// verified within moments; this is far longer).
+const LOST_GRACE: u64 = 60_000_000;
 
 /// Node `i`'s address: 10.0.0.1 upward.
 pub fn node_ip(i: u32) -> Ipv4Addr {
@@ -349,8 +352,10 @@ pub struct RunResult {
     pub series: Vec<Sample>,
     /// Broken checks (empty: the run passed).
     pub failures: Vec<String>,
-    /// Every leecher completed or left (false: the time limit stopped the run).
+    /// Every leecher completed or left.
     pub finished: bool,
+    /// Why the run stopped early (the time limit, or data lost for good).
+    pub stopped: Option<String>,
     /// Virtual time at the end (µs).
     pub end_time: u64,
     /// Events processed.
@@ -407,6 +412,10 @@ pub struct Engine {
     completed: u32,
     /// Leechers not yet completed or departed (including those still to arrive).
     open_leechers: u32,
+    /// Seeds still to arrive.
+    pending_seeds: u32,
+    /// Since when the samples found data lost (the run stops after `LOST_GRACE`).
+    lost_since: Option<u64>,
     original_seed: u32,
     /// Pieces the original seed has sent at least once (the flash-crowd check).
     seed_sent: Bitfield,
@@ -540,6 +549,8 @@ impl Engine {
             total_copies: 0,
             completed: 0,
             open_leechers: 0,
+            pending_seeds: 0,
+            lost_since: None,
             original_seed: NONE,
             seed_sent: Bitfield::new(piece_count),
             seed_sent_count: 0,
@@ -574,7 +585,9 @@ impl Engine {
                 if g.seed && e.original_seed == NONE {
                     e.original_seed = i;
                 }
-                if !g.seed {
+                if g.seed {
+                    e.pending_seeds += 1;
+                } else {
                     e.open_leechers += 1;
                 }
                 e.nodes.push(Node {
@@ -663,6 +676,9 @@ impl Engine {
                 finished = true;
                 break;
             }
+            if self.lost_since.is_some_and(|t| self.now >= t + LOST_GRACE) {
+                break;
+            }
             let q = self.heap.peek().map(|k| k.0.0);
             let d = self.deadlines.first().copied();
             let from_queue = match (q, d) {
@@ -737,17 +753,35 @@ impl Engine {
         Ok(self.finish(finished))
     }
 
+    /// No live node holds some piece and no seed is still to arrive: the open leechers can
+    /// never complete, so running on to the time limit would only burn time.
+    fn data_lost(&self) -> bool {
+        self.pending_seeds == 0 && self.available < self.piece_count && self.open_leechers > 0
+    }
+
     fn finish(mut self, finished: bool) -> RunResult {
         self.sample();
-        if !finished && !self.sc.run.allow_incomplete {
-            let open = self.open_leechers;
-            fail(
-                &mut self.failures,
-                format!(
-                    "{open} leecher(s) neither completed nor left by the time limit ({}s)",
-                    self.sc.run.max_time.0 / 1_000_000
-                ),
-            );
+        let stop = if finished {
+            None
+        } else if self.lost_since.is_some() && self.data_lost() {
+            Some(format!(
+                "data lost: only {} of {} pieces are held by a live node",
+                self.available, self.piece_count
+            ))
+        } else {
+            Some(format!(
+                "time limit ({}s)",
+                self.sc.run.max_time.0 / 1_000_000
+            ))
+        };
+        if let Some(why) = &stop {
+            if !self.sc.run.allow_incomplete {
+                let open = self.open_leechers;
+                fail(
+                    &mut self.failures,
+                    format!("{open} leecher(s) neither completed nor left: {why}"),
+                );
+            }
         }
         for n in &mut self.nodes {
             if let Some(s) = &n.session {
@@ -760,6 +794,7 @@ impl Engine {
             series: self.series,
             failures: self.failures,
             finished,
+            stopped: stop,
             end_time: self.now,
             events: self.steps,
             connections: self.connections,
@@ -1759,6 +1794,7 @@ impl Engine {
             n.session = Some(s);
         }
         if g.seed {
+            self.pending_seeds -= 1;
             self.nodes[i as usize].disk.verified = have;
             for p in 0..self.piece_count {
                 self.add_copy(p);
@@ -1953,6 +1989,11 @@ impl Engine {
             }
             Ev::Sample => {
                 self.sample();
+                if !self.data_lost() {
+                    self.lost_since = None;
+                } else if self.lost_since.is_none() {
+                    self.lost_since = Some(self.now);
+                }
                 if !self.done() {
                     let at = self.now + self.sc.run.sample_every.0;
                     self.push(at, Ev::Sample);

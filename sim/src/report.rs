@@ -129,6 +129,8 @@ pub struct Summary {
     pub tracker: TrackerKind,
     /// Every leecher completed or left.
     pub finished: bool,
+    /// Why the run stopped early, if it did.
+    pub stopped: Option<String>,
     /// Virtual seconds simulated.
     pub sim_time_s: f64,
     /// Events processed.
@@ -253,6 +255,7 @@ impl Summary {
             piece_length: sc.torrent.piece_length.0,
             tracker: sc.tracker.kind,
             finished: r.finished,
+            stopped: r.stopped.clone(),
             sim_time_s: secs(r.end_time),
             events: r.events,
             groups,
@@ -323,16 +326,14 @@ impl Summary {
             bytes(self.piece_length),
             self.tracker
         );
+        let how = match &self.stopped {
+            None => "finished".to_string(),
+            Some(why) => format!("STOPPED ({why})"),
+        };
         let _ = writeln!(
             o,
-            "{} at {:.1} s of virtual time, {} events",
-            if self.finished {
-                "finished"
-            } else {
-                "STOPPED by the time limit"
-            },
-            self.sim_time_s,
-            self.events
+            "{how} at {:.1} s of virtual time, {} events",
+            self.sim_time_s, self.events
         );
         let _ = writeln!(o);
         let _ = writeln!(
