@@ -1656,7 +1656,6 @@ impl Engine {
     fn observe(&mut self, r: LinkRef, side: usize, buf: &[u8]) {
         self.bounds.clear();
         let pc = self.piece_count;
-        let other = 1 - side;
         let [e0, e1] = &mut self.links[r.id as usize].ends;
         let (me, them) = if side == 0 { (e0, e1) } else { (e1, e0) };
         let (i, j) = (me.node, them.node);
@@ -1708,7 +1707,6 @@ impl Engine {
             }
             self.bounds.push(buf.len() - input.len());
         }
-        let _ = other;
         self.nodes[i as usize].rec.uploaded += payload;
         if let Some(n) = self.nodes.get_mut(j as usize) {
             n.rec.downloaded += payload;
