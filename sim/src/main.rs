@@ -19,7 +19,7 @@ usage:
   hive-sim run SCENARIO.toml [--seed N] [--out DIR] [--json] [--max-time DUR] [--tracker http|udp]
   hive-sim run BUILT-IN [--peers N] [--pieces N] [--piece-length SIZE] [same options]
   hive-sim list                      the built-in scenarios
-  hive-sim bench [--huge]            the scale benchmark (flash crowds; --huge adds 10,000 leechers)
+  hive-sim bench [--huge]            the scale benchmark (flash crowds; --huge adds 10,000 leechers x 100 pieces)
 
   --seed N     the run's seed (default: the scenario's, else 1); same seed, same trace hash
   --out DIR    also write DIR/summary.txt, DIR/summary.json and DIR/chart.svg
@@ -242,7 +242,7 @@ fn cmd_bench(args: &[String]) -> Result<ExitCode, String> {
     let huge = args.iter().any(|a| a == "--huge");
     let mut configs = vec![("1000", "1000", "16K"), ("100", "1000", "256K")];
     if huge {
-        configs.push(("10000", "1000", "16K"));
+        configs.push(("10000", "100", "16K"));
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     println!("flash crowd (1 seed), to completion; release build recommended");
