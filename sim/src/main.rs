@@ -1,9 +1,313 @@
 //! `hive-sim`: whole swarms of Hive cores on a virtual clock.
+//!
+//! ```text
+//! hive-sim run SCENARIO.toml|BUILT-IN [--seed N] [--out DIR] [--json] [knobs]
+//! hive-sim list
+//! hive-sim bench [--huge]
+//! ```
 #![forbid(unsafe_code)]
 
-fn main() {
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use hive_sim::report::{Summary, bytes, svg};
+use hive_sim::scenario::{self, BUILTINS, Knobs, Scenario, TrackerKind};
+use hive_sim::{RunOptions, RunResult};
+
+const USAGE: &str = "\
+usage:
+  hive-sim run SCENARIO.toml [--seed N] [--out DIR] [--json] [--max-time DUR] [--tracker http|udp]
+  hive-sim run BUILT-IN [--peers N] [--pieces N] [--piece-length SIZE] [same options]
+  hive-sim list                      the built-in scenarios
+  hive-sim bench [--huge]            the scale benchmark (flash crowds; --huge adds 10,000 leechers x 100 pieces)
+
+  --seed N     the run's seed (default: the scenario's, else 1); same seed, same trace hash
+  --out DIR    also write DIR/summary.txt, DIR/summary.json and DIR/chart.svg
+  --json       print the summary as JSON (its first key is the seed, its last the trace hash)
+  --quiet      no progress line on stderr
+";
+
+struct Args {
+    target: String,
+    seed: Option<u64>,
+    out: Option<PathBuf>,
+    json: bool,
+    quiet: bool,
+    knobs: Knobs,
+    knobs_given: bool,
+    max_time: Option<u64>,
+    tracker: Option<TrackerKind>,
+    real_hash: bool,
+}
+
+fn value<'a>(it: &mut impl Iterator<Item = &'a String>, flag: &str) -> Result<&'a String, String> {
+    it.next().ok_or_else(|| format!("{flag} needs a value"))
+}
+
+fn parse_run(args: &[String]) -> Result<Args, String> {
+    let mut it = args.iter();
+    let mut a = Args {
+        target: String::new(),
+        seed: None,
+        out: None,
+        json: false,
+        quiet: false,
+        knobs: Knobs::default(),
+        knobs_given: false,
+        max_time: None,
+        tracker: None,
+        real_hash: false,
+    };
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--seed" => {
+                let v = value(&mut it, arg)?;
+                a.seed = Some(v.parse().map_err(|_| format!("--seed {v}: not a number"))?);
+            }
+            "--out" => a.out = Some(PathBuf::from(value(&mut it, arg)?)),
+            "--json" => a.json = true,
+            "--quiet" => a.quiet = true,
+            "--real-hash" => a.real_hash = true,
+            "--peers" => {
+                let v = value(&mut it, arg)?;
+                a.knobs.peers = v
+                    .parse()
+                    .map_err(|_| format!("--peers {v}: not a number"))?;
+                a.knobs_given = true;
+            }
+            "--pieces" => {
+                let v = value(&mut it, arg)?;
+                a.knobs.pieces = v
+                    .parse()
+                    .map_err(|_| format!("--pieces {v}: not a number"))?;
+                a.knobs_given = true;
+            }
+            "--piece-length" => {
+                a.knobs.piece_length = scenario::parse_size(value(&mut it, arg)?)?;
+                a.knobs_given = true;
+            }
+            "--max-time" => a.max_time = Some(scenario::parse_duration(value(&mut it, arg)?)?),
+            "--tracker" => {
+                a.tracker = Some(match value(&mut it, arg)?.as_str() {
+                    "http" => TrackerKind::Http,
+                    "udp" => TrackerKind::Udp,
+                    other => return Err(format!("--tracker {other}: use http or udp")),
+                })
+            }
+            s if s.starts_with("--") => return Err(format!("unknown option {s}")),
+            s if a.target.is_empty() => a.target = s.to_owned(),
+            s => return Err(format!("unexpected argument '{s}'")),
+        }
+    }
+    if a.target.is_empty() {
+        return Err("run: name a scenario file or a built-in (hive-sim list)".into());
+    }
+    Ok(a)
+}
+
+fn load(a: &Args) -> Result<Scenario, String> {
+    let mut sc = if a.target.ends_with(".toml") || std::path::Path::new(&a.target).is_file() {
+        if a.knobs_given {
+            return Err(
+                "--peers, --pieces and --piece-length are for built-ins; edit the file".into(),
+            );
+        }
+        let text = std::fs::read_to_string(&a.target)
+            .map_err(|e| format!("cannot read {}: {e}", a.target))?;
+        Scenario::from_toml(&text).map_err(|e| format!("{}: {e}", a.target))?
+    } else {
+        scenario::builtin(&a.target, &a.knobs)?
+    };
+    if let Some(t) = a.max_time {
+        sc.run.max_time = scenario::Dur(t);
+    }
+    if let Some(k) = a.tracker {
+        sc.tracker.kind = k;
+    }
+    if a.real_hash {
+        sc.torrent.real_hash = true;
+    }
+    sc.validate()?;
+    Ok(sc)
+}
+
+/// Peak resident memory of this process (Linux), in bytes.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn execute(a: &Args) -> Result<(RunResult, f64), String> {
+    let sc = load(a)?;
+    let seed = a.seed.or(sc.seed).unwrap_or(1);
+    if !a.json {
+        println!("seed: {seed}");
+    }
+    let wall = std::time::Instant::now();
+    let r = hive_sim::run(
+        sc,
+        RunOptions {
+            seed,
+            progress: !a.quiet,
+        },
+    )?;
+    Ok((r, wall.elapsed().as_secs_f64()))
+}
+
+fn cmd_run(args: &[String]) -> Result<ExitCode, String> {
+    let a = parse_run(args)?;
+    let (r, wall) = execute(&a)?;
+    let summary = Summary::of(&r);
+    let json = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
+    let table = summary.table();
+    if a.json {
+        println!("{json}");
+    } else {
+        print!("{table}");
+    }
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let write = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))
+        };
+        write(
+            "summary.txt",
+            &format!("seed: {}\n{table}trace hash: {}\n", r.seed, r.trace_hash),
+        )?;
+        write("summary.json", &format!("{json}\n"))?;
+        write("chart.svg", &svg(&r, &summary))?;
+        eprintln!(
+            "wrote {}/summary.txt, summary.json, chart.svg",
+            dir.display()
+        );
+    }
     eprintln!(
-        "hive-sim: the simulator is not built yet (it needs the core's Session); see the README's status section"
+        "wall {wall:.2} s, {:.0} events/s, peak RSS {}",
+        r.events as f64 / wall.max(1e-9),
+        peak_rss().map_or("?".into(), bytes)
     );
-    std::process::exit(2);
+    if !a.json {
+        println!("trace hash: {}", r.trace_hash);
+    }
+    Ok(if summary.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("hive-sim: {} check(s) failed", summary.failures.len());
+        ExitCode::from(1)
+    })
+}
+
+/// One benchmark configuration, run in this process: prints one result line.
+fn bench_one(args: &[String]) -> Result<ExitCode, String> {
+    let mut a = parse_run(args)?;
+    a.quiet = true;
+    a.json = true;
+    let (r, wall) = execute(&a)?;
+    let s = Summary::of(&r);
+    let p50 = s
+        .groups
+        .iter()
+        .find(|g| !g.seed)
+        .and_then(|g| g.completion_s.as_ref())
+        .map_or(f64::NAN, |d| d.max);
+    println!(
+        "{:>8} {:>6} {:>9} {:>9.1} {:>10} {:>11.0} {:>10} {:>9.1} {:>6}",
+        a.knobs.peers,
+        a.knobs.pieces,
+        bytes(a.knobs.piece_length),
+        wall,
+        r.events,
+        r.events as f64 / wall.max(1e-9),
+        peak_rss().map_or("?".into(), bytes),
+        p50,
+        if s.failures.is_empty() { "ok" } else { "FAIL" }
+    );
+    Ok(if s.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        for f in &s.failures {
+            eprintln!("  FAIL {f}");
+        }
+        ExitCode::from(1)
+    })
+}
+
+/// The scale benchmark: each configuration in a child process, so that each peak RSS is its
+/// own.
+fn cmd_bench(args: &[String]) -> Result<ExitCode, String> {
+    let huge = args.iter().any(|a| a == "--huge");
+    let mut configs = vec![("1000", "1000", "16K"), ("100", "1000", "256K")];
+    if huge {
+        configs.push(("10000", "100", "16K"));
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    println!("flash crowd (1 seed), to completion; release build recommended");
+    println!(
+        "{:>8} {:>6} {:>9} {:>9} {:>10} {:>11} {:>10} {:>9} {:>6}",
+        "leechers",
+        "pieces",
+        "piece",
+        "wall s",
+        "events",
+        "events/s",
+        "peak RSS",
+        "last done",
+        "checks"
+    );
+    let mut ok = true;
+    for (peers, pieces, pl) in configs {
+        let status = std::process::Command::new(&exe)
+            .args([
+                "bench-one",
+                "flash-crowd",
+                "--peers",
+                peers,
+                "--pieces",
+                pieces,
+                "--piece-length",
+                pl,
+                "--seed",
+                "1",
+            ])
+            .status()
+            .map_err(|e| e.to_string())?;
+        ok &= status.success();
+    }
+    println!("(last done: virtual seconds until the last leecher completed)");
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("run") => cmd_run(&args[1..]),
+        Some("bench") => cmd_bench(&args[1..]),
+        Some("bench-one") => bench_one(&args[1..]),
+        Some("list") => {
+            for (name, what) in BUILTINS {
+                println!("{name:<14} {what}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => Err(format!("no command given\n{USAGE}")),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hive-sim: {e}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -63,10 +63,10 @@ impl Pipeline {
             block,
             sent_at: now,
         });
-        // A re-request of something we gave up on is outstanding again.
-        if let Some(i) = self.abandoned.iter().position(|b| *b == block) {
-            self.abandoned.remove(i);
-        }
+        // A re-request of something we gave up on stays in `abandoned` too: the peer may still
+        // answer the old request (a reject for our cancel, or the block) before the new one,
+        // and that first answer takes the outstanding entry; the second must then be
+        // recognised as late, not as an answer to a request we never sent.
     }
 
     /// Removes and returns the outstanding request for `block` (answered by a piece or a

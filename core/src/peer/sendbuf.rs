@@ -11,6 +11,12 @@ pub(super) struct SendBuffer {
     max: usize,
 }
 
+/// Capacity an empty buffer keeps: room for control messages (a have, a few requests), not
+/// for blocks. A buffer that grew past it (uploads) gives the memory back once drained, so that
+/// idle connections of a client with hundreds of peers do not each pin the largest burst they
+/// ever sent; an uploading connection pays one allocation per drain, next to 16 KiB copies.
+const RETAIN: usize = 4 * 1024;
+
 /// The buffer would exceed its bound; nothing was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Full {
@@ -75,18 +81,48 @@ impl SendBuffer {
         let n = n.min(self.len());
         self.start += n;
         if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
+            self.clear();
         }
         n
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.start = 0;
+        if self.buf.capacity() > RETAIN {
+            self.buf = Vec::new();
+        }
     }
 
     /// Appends every pending byte to `out` and empties the buffer.
     pub fn drain_into(&mut self, out: &mut Vec<u8>) -> usize {
         let n = self.len();
         out.extend_from_slice(self.pending());
-        self.buf.clear();
-        self.start = 0;
+        self.clear();
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drained_burst_gives_its_memory_back() {
+        let mut b = SendBuffer::new(4 << 20);
+        let block = vec![7u8; 16 * 1024];
+        for i in 0..64 {
+            b.push_piece(i, 0, &block).unwrap();
+        }
+        assert!(b.buf.capacity() >= 1 << 20);
+        let mut out = Vec::new();
+        assert_eq!(b.drain_into(&mut out), 64 * (16 * 1024 + 13));
+        assert!(b.buf.capacity() <= RETAIN, "{}", b.buf.capacity());
+        // Small buffers keep their allocation (no churn for control messages).
+        b.push(&Message::Have(3)).unwrap();
+        let cap = b.buf.capacity();
+        assert_eq!(b.advance(9), 9);
+        assert_eq!(b.buf.capacity(), cap);
+        assert_eq!(b.len(), 0);
     }
 }

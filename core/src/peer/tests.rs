@@ -918,6 +918,34 @@ fn our_cancel_and_late_answers() {
 }
 
 #[test]
+fn re_requested_after_cancel_both_answers_are_accepted() {
+    // Endgame: we cancel a block, then ask the same peer for it again. The peer answers the
+    // first request (a reject for our cancel) and then the second (the block). Whichever
+    // answer takes the outstanding entry, the other is late, not "never requested".
+    let mut conn = downloading(BOTH);
+    let b = block(3, 0, 16384);
+    conn.send_request(at(1), b).unwrap();
+    assert_eq!(conn.send_cancel(at(1), b), Ok(true));
+    assert_eq!(conn.send_request(at(1), b), Ok(true));
+    sent(&mut conn);
+    assert_eq!(
+        feed(&mut conn, at(2), &frame(Message::Reject(b))).unwrap(),
+        ["rejected piece 3 +0 len 16384"]
+    );
+    let data = vec![5u8; 16384];
+    let piece = frame(Message::Piece {
+        index: 3,
+        begin: 0,
+        data: &data,
+    });
+    assert_eq!(
+        feed(&mut conn, at(3), &piece).unwrap(),
+        ["late block piece 3 +0 len 16384"]
+    );
+    assert!(conn.close_reason().is_none());
+}
+
+#[test]
 fn invalid_requests_of_ours_are_misuse() {
     let mut conn = downloading(BOTH);
     // The last piece is 20000 bytes.

@@ -150,6 +150,8 @@ pub struct Session {
     scratch: Vec<BlockRequest>,
     choke_decision: ChokeDecision<ConnId>,
     choke_stats: Vec<PeerStats<ConnId>>,
+    /// The earliest connection deadline when the last drain ended (see `run_timers`).
+    conn_timers_at: Instant,
 }
 
 impl Session {
@@ -191,6 +193,7 @@ impl Session {
             scratch: Vec::new(),
             choke_decision: ChokeDecision::new(),
             choke_stats: Vec::new(),
+            conn_timers_at: Instant::ZERO,
         }
     }
 
@@ -594,6 +597,14 @@ impl Session {
                 self.known_conn(id)?;
                 self.on_received(now, id, data);
             }
+            Input::Writable(id) => {
+                self.known_conn(id)?;
+                if self.conns.contains_key(&id) {
+                    // Uploads stopped at the watermark while the bytes sat unsent; resume.
+                    self.touched.insert(id);
+                    self.serve(now, id);
+                }
+            }
             Input::TrackerResponse {
                 torrent,
                 request,
@@ -651,7 +662,9 @@ impl Session {
         if let Some(out) = self.outputs.pop_front() {
             return out;
         }
-        Output::Timeout(self.next_deadline())
+        let conns = self.conn_deadline();
+        self.conn_timers_at = conns;
+        Output::Timeout(self.deadline_with(conns))
     }
 
     /// Appends the bytes a connection has to send to `buf`; returns how many.
@@ -668,6 +681,9 @@ impl Session {
             _ => 0,
         };
         if n > 0 {
+            // Without this the upload stalls whenever the buffer sat at the watermark and the
+            // peer has nothing more to ask (its requests are all queued here): no input would
+            // ever call serve() again until its requests time out.
             self.serve(self.now, conn);
             self.flush_touched();
         }
@@ -676,24 +692,41 @@ impl Session {
 
     /// When the session next needs [`Input::Timeout`] (also returned by the drain).
     pub fn next_deadline(&self) -> Instant {
-        let mut next = Instant::MAX;
+        self.deadline_with(self.conn_deadline())
+    }
+
+    /// The earliest of the connections' own deadlines.
+    fn conn_deadline(&self) -> Instant {
+        self.conns
+            .values()
+            .filter_map(|c| c.peer.next_deadline())
+            .min()
+            .unwrap_or(Instant::MAX)
+    }
+
+    fn deadline_with(&self, conns: Instant) -> Instant {
+        let mut next = conns;
         let mut consider = |t: Option<Instant>| {
             if let Some(t) = t {
                 next = next.min(t);
             }
         };
+        // A known peer that is ready to dial is a deadline only if a dial could happen now:
+        // with every slot taken it would be "now" until a slot frees, and that takes an input
+        // (or a connection's own timer), so reporting it would have the driver spin.
+        let can_dial = self.half_open < self.config.max_half_open
+            && self.conns.len() < self.config.max_connections;
         for t in self.torrents.values() {
             consider(t.announcer.next_deadline());
             if t.state == TorrentState::Running {
-                consider(t.peers.next_deadline());
+                if can_dial && t.conns.len() < self.config.max_connections_per_torrent {
+                    consider(t.peers.next_deadline());
+                }
                 consider(Some(t.choker.next_deadline()));
                 if !self.config.stats_interval.is_zero() {
                     consider(Some(t.next_stats));
                 }
             }
-        }
-        for c in self.conns.values() {
-            consider(c.peer.next_deadline());
         }
         consider(self.throttled_until);
         consider(self.shutdown_deadline);
@@ -861,7 +894,14 @@ impl Session {
     /// Runs everything that is due at `now` and flushes per-connection outputs. Called after
     /// every input and command, so the outputs reflect the whole new state.
     fn run_timers(&mut self, now: Instant) {
-        // Connections' own timers (keep-alive, request and handshake timeouts).
+        // Connections' own timers (keep-alive, request and handshake timeouts). The scan is
+        // O(connections), so it is skipped until the earliest deadline seen by the last drain:
+        // a deadline that an input moved earlier makes that drain end in "now", and the
+        // driver's Timeout at the same instant runs the scan.
+        if now < self.conn_timers_at {
+            self.run_other_timers(now);
+            return;
+        }
         let due: Vec<ConnId> = self
             .conns
             .iter()
@@ -871,6 +911,11 @@ impl Session {
         for id in due {
             self.on_conn_timeout(now, id);
         }
+        self.run_other_timers(now);
+    }
+
+    /// The timers of [`Session::run_timers`] other than the connections' own.
+    fn run_other_timers(&mut self, now: Instant) {
         if self.throttled_until.is_some_and(|t| t <= now) {
             self.throttled_until = None;
             let ids: Vec<ConnId> = self.conns.keys().copied().collect();

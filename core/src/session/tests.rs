@@ -1036,3 +1036,126 @@ fn peer_and_piece_snapshots_show_flags_and_availability() {
     assert_eq!(raw.session.peer_snapshots(TorrentId(99)), None);
     assert_eq!(raw.session.piece_snapshots(TorrentId(99)), None);
 }
+
+/// Feeds `input`, then drains, answering disk reads from `payload` but never taking the
+/// transmit bytes (a socket that is full); returns how many blocks were read.
+fn drain_without_transmit(s: &mut Session, payload: &[u8], now: Instant) -> usize {
+    let mut reads = Vec::new();
+    let mut count = 0;
+    loop {
+        loop {
+            match s.poll_output() {
+                Output::Timeout(_) => break,
+                Output::ReadBlock {
+                    conn,
+                    torrent,
+                    block,
+                } => reads.push((conn, torrent, block)),
+                _ => {}
+            }
+        }
+        let Some((conn, torrent, block)) = reads.pop() else {
+            return count;
+        };
+        count += 1;
+        let start = block.index as usize * 16 * 1024 + block.begin as usize;
+        let data = &payload[start..start + block.length as usize];
+        s.handle_input(
+            now,
+            Input::BlockRead {
+                conn,
+                torrent,
+                block,
+                data: Ok(data),
+            },
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn full_dial_slots_do_not_make_the_deadline_now() {
+    // More known peers than half-open slots: the rest wait, and the deadline must not be
+    // "now" (a driver would feed Timeout at the same instant forever).
+    let payload = payload(64 * 1024, 5);
+    let meta = make_torrent(&payload, 16 * 1024, vec![]);
+    let now = Instant::from_secs(1);
+    let mut s = Session::new(
+        SessionConfig {
+            max_half_open: 2,
+            ..config()
+        },
+        1,
+        now,
+    );
+    let t = s.add_torrent(now, meta, None).unwrap();
+    drain_all(&mut s);
+    for i in 0..5 {
+        s.add_peer(now, t, addr_of(i)).unwrap();
+        drain_all(&mut s);
+    }
+    s.handle_input(now, Input::Timeout).unwrap();
+    let mut connects = 0;
+    let deadline = loop {
+        match s.poll_output() {
+            Output::Connect { .. } => connects += 1,
+            Output::Timeout(d) => break d,
+            _ => {}
+        }
+    };
+    assert_eq!(connects, 0, "both slots were taken by add_peer already");
+    assert!(deadline > now, "deadline {deadline:?} is not after {now:?}");
+    assert_eq!(s.connection_count(), 2);
+}
+
+#[test]
+fn uploads_resume_when_the_send_buffer_drains() {
+    let len = 8 << 20;
+    let data = payload(len, 1);
+    let (mut raw, ih) = Raw::new(len);
+    raw.handshake(ih);
+    raw.send(&frame(2, &[])); // interested: unchoked at once
+    let mut asks = Vec::new();
+    for i in 0..200u32 {
+        let request = [i.to_be_bytes(), 0u32.to_be_bytes(), 16384u32.to_be_bytes()];
+        asks.extend(frame(6, &request.concat()));
+    }
+    let now = raw.now + Duration::from_millis(1);
+    raw.session
+        .handle_input(now, Input::Received(raw.conn, &asks))
+        .unwrap();
+    let first = drain_without_transmit(&mut raw.session, &data, now);
+    // The send buffer stops reads at the 1 MiB watermark: 64 blocks, not 200.
+    assert!((60..=70).contains(&first), "{first} blocks read");
+    // Nothing new arrives from the peer, so without `Writable` the upload would stall here.
+    let now = now + Duration::from_millis(1);
+    raw.session.handle_input(now, Input::Timeout).unwrap();
+    assert_eq!(drain_without_transmit(&mut raw.session, &data, now), 0);
+    // The socket becomes writable: the Session asks to transmit again.
+    raw.session
+        .handle_input(now, Input::Writable(raw.conn))
+        .unwrap();
+    let mut transmit = false;
+    loop {
+        match raw.session.poll_output() {
+            Output::Transmit(c) if c == raw.conn => transmit = true,
+            Output::Timeout(_) => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(transmit, "Writable with bytes waiting must say Transmit");
+    // Taking the bytes empties the send buffer: more blocks are read at once, even though
+    // the peer sends nothing new (its requests are all queued already).
+    let mut sent = Vec::new();
+    assert!(raw.session.poll_transmit(raw.conn, &mut sent) > first * 16 * 1024);
+    let second = drain_without_transmit(&mut raw.session, &data, now);
+    assert!(
+        (60..=70).contains(&second),
+        "{second} blocks read after the transmit"
+    );
+    // A stale or unknown connection is handled like the other inputs.
+    assert!(matches!(
+        raw.session.handle_input(now, Input::Writable(ConnId(999))),
+        Err(SessionError::UnknownConnection(_))
+    ));
+}

@@ -36,6 +36,11 @@ pub enum Input<'a> {
     Received(ConnId, &'a [u8]),
     /// The connection was closed by the peer or the network (not by an [`Output::Close`]).
     Closed(ConnId),
+    /// The socket can take bytes again. A driver that applies back-pressure (it leaves an
+    /// [`Output::Transmit`] unanswered while the socket's buffer is full) says this when the
+    /// buffer drains: the Session then hands out more of the peer's queued requests (which
+    /// stop at the connection's upload watermark) and says `Transmit` again if it has bytes.
+    Writable(ConnId),
     /// The HTTP tracker answered an [`Output::HttpAnnounce`] with a body (HTTP 200).
     TrackerResponse {
         /// The torrent.
