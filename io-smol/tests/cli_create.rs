@@ -238,6 +238,9 @@ fn compare_with_transmission(input: &Path, piece: Option<(&str, u32)>, trackers:
     assert_eq!(info_hash_of(&our_bytes), their_hash);
     assert_eq!(info_hash_of(&their_bytes), their_hash);
     assert_eq!(printed_hash(&o), their_hash);
+    // Vice versa: Transmission's torrent loads in Hive's own loader with the same hash.
+    let loaded = hive_core::metainfo::Metainfo::from_bytes(&their_bytes).unwrap();
+    assert_eq!(loaded.info_hash().to_string(), their_hash);
     // And the info dictionaries are the same bytes, not merely the same hash.
     let info = |b: &[u8]| {
         bencode::decode_with(b, bencode::Limits::lenient())
