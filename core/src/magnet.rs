@@ -81,7 +81,7 @@ impl PeerAddress {
         }
         let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
         // An IPv4 literal is never a host name, however the port was spelled (`0080`).
-        if let Ok(ip) = name.parse::<std::net::Ipv4Addr>() {
+        if let Ok(ip) = name.parse::<core::net::Ipv4Addr>() {
             return Some(PeerAddress::Socket(SocketAddr::from((ip, port))));
         }
         let valid = !name.is_empty()
