@@ -600,9 +600,10 @@ impl Session {
             Input::Writable(id) => {
                 self.known_conn(id)?;
                 if self.conns.contains_key(&id) {
-                    // Uploads stopped at the watermark while the bytes sat unsent; resume.
+                    // Only say `Transmit` again: the bytes still sit in the send buffer, so
+                    // nothing can be served until the driver takes them with `poll_transmit`,
+                    // which serves the requests the upload watermark held back.
                     self.touched.insert(id);
-                    self.serve(now, id);
                 }
             }
             Input::TrackerResponse {

@@ -38,8 +38,9 @@ pub enum Input<'a> {
     Closed(ConnId),
     /// The socket can take bytes again. A driver that applies back-pressure (it leaves an
     /// [`Output::Transmit`] unanswered while the socket's buffer is full) says this when the
-    /// buffer drains: the Session then hands out more of the peer's queued requests (which
-    /// stop at the connection's upload watermark) and says `Transmit` again if it has bytes.
+    /// buffer drains: the Session says `Transmit` again if it has bytes, and taking them with
+    /// [`super::Session::poll_transmit`] lets the requests held back at the upload watermark go
+    /// to disk.
     Writable(ConnId),
     /// The HTTP tracker answered an [`Output::HttpAnnounce`] with a body (HTTP 200).
     TrackerResponse {
