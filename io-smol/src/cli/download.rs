@@ -313,14 +313,7 @@ impl Ui for BarUi {
         if let Report::Stats(s) = r {
             let len = self.bar.length().unwrap_or(0);
             self.bar.set_position(len.saturating_sub(s.left));
-            self.bar.set_message(format!(
-                "down {} up {} peers {}/{} eta {}",
-                rate(s.download_rate),
-                rate(s.upload_rate),
-                s.peers_connected,
-                s.peers_known,
-                eta_text(s)
-            ));
+            self.bar.set_message(transfer_text(s));
             return;
         }
         if let Some((verbose_only, text)) = common_text(&r) {
@@ -335,6 +328,18 @@ impl Drop for BarUi {
     fn drop(&mut self) {
         self.bar.abandon();
     }
+}
+
+/// Rates, peers and ETA, as both the progress bar and the status line show them.
+fn transfer_text(s: &TorrentStats) -> String {
+    format!(
+        "down {} up {} peers {}/{} eta {}",
+        rate(s.download_rate),
+        rate(s.upload_rate),
+        s.peers_connected,
+        s.peers_known,
+        eta_text(s)
+    )
 }
 
 /// A status line every few seconds (not a terminal, or `-q`).
@@ -369,16 +374,12 @@ impl Ui for LineUi {
                 self.last = Some(StdInstant::now());
                 let _ = writeln!(
                     err,
-                    "{}: {:.1}% ({}/{} pieces) down {} up {} peers {}/{} eta {}",
+                    "{}: {:.1}% ({}/{} pieces) {}",
                     self.name,
                     percent(s),
                     s.pieces_have,
                     s.pieces_total,
-                    rate(s.download_rate),
-                    rate(s.upload_rate),
-                    s.peers_connected,
-                    s.peers_known,
-                    eta_text(s)
+                    transfer_text(s)
                 );
             }
             return;
