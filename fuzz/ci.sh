@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI entry point for fuzzing (called from .ci/run): installs cargo-fuzz if missing, then runs
 # every target for FUZZ_SECONDS (default 20) each on the stable toolchain (no sanitizer) and
-# fails on any crash. 8 targets × 20 s plus one release build of the fuzz crate: ~6 min.
+# fails on any crash. 11 targets × FUZZ_SECONDS plus one release build of the fuzz crate.
 set -euo pipefail
 cd "$(dirname "$0")"
 

@@ -13,6 +13,7 @@
 pub mod announcer;
 pub mod bencode;
 pub mod chunks;
+pub mod extension_handshake;
 pub mod handshake;
 pub mod magnet;
 pub mod metainfo;
@@ -34,6 +35,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("magnet", magnet::check),
     ("wire_frames", wire_frames::check),
     ("handshake", handshake::check),
+    ("extension_handshake", extension_handshake::check),
     ("tracker_http", tracker_http::check),
     ("tracker_udp", tracker_udp::check),
     ("announcer", announcer::check),

@@ -51,6 +51,7 @@ pub fn all() -> Vec<Seed> {
     out.extend(magnets());
     out.extend(wire());
     out.extend(handshakes());
+    out.extend(extension_handshakes());
     out.extend(tracker_http());
     out.extend(tracker_udp());
     out.extend(announcer());
@@ -295,6 +296,39 @@ fn handshakes() -> Vec<Seed> {
             chunks::join(0, &[3], &bad),
         ),
     ]
+}
+
+/// Extension handshakes (BEP 10) shaped like real clients' (key sets and orders as they send
+/// them), plus a few the decoder must tolerate: unsorted keys, wrong types, a disabled name.
+fn extension_handshakes() -> Vec<Seed> {
+    let cases: [(&str, &[u8]); 7] = [
+        (
+            "libtorrent",
+            b"d1:md11:ut_metadatai2e6:ut_pexi1e12:ut_holepunchi4ee13:metadata_sizei31235e\
+              1:pi6881e4:reqqi500e11:upload_onlyi0e1:v17:libtorrent/2.0.96:yourip4:\x7f\x00\x00\x01e",
+        ),
+        (
+            "transmission",
+            b"d1:ei0e4:ipv416:\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\
+              12:complete_agoi-1e1:md11:ut_metadatai3e6:ut_pexi1ee13:metadata_sizei4321e\
+              1:pi51413e4:reqqi512e1:v17:Transmission 3.006:yourip4:\x7f\x00\x00\x01e",
+        ),
+        (
+            "unsorted-keys",
+            b"d1:v4:Hive1:md6:ut_pexi0e11:ut_metadatai1ee1:pi6881ee",
+        ),
+        (
+            "wrong-types",
+            b"d1:mi5e1:pi70000e4:reqqi-3e1:vi7e6:yourip3:abc13:metadata_sizei0ee",
+        ),
+        ("empty", b"de"),
+        ("trailing-bytes", b"d1:md6:ut_pexi2eee-trailing"),
+        ("not-a-dict", b"li1ei2ee"),
+    ];
+    cases
+        .into_iter()
+        .map(|(name, bytes)| seed("extension_handshake", format!("seed-{name}"), bytes))
+        .collect()
 }
 
 fn dict(pairs: Vec<(&str, OwnedValue)>) -> OwnedValue {
