@@ -2,4 +2,6 @@
 //! The checks live in `hive_tests::fuzz_checks::extension_handshake`, shared with `cargo test`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| hive_tests::fuzz_checks::extension_handshake::check(data));
+libfuzzer_sys::fuzz_target!(
+    |data: &[u8]| hive_tests::fuzz_checks::extension_handshake::check(data)
+);
