@@ -6,12 +6,19 @@
 //! nothing is preallocated and a disk that fills up fails a block write (an error the Session
 //! turns into a stopped torrent), not the start. Pad files (BEP 47) are never created, written
 //! or read: their bytes are zeros by definition.
+//!
+//! Every file is created (and its path checked) at start, but at most [`MAX_OPEN_FILES`] stay
+//! open: a torrent of thousands of files would otherwise run into the per-process descriptor
+//! limit (often 1,024). The least recently used handle is closed first, as libtorrent's file
+//! pool (40 by default) and Transmission's open-file cache (32) do. A reopened path is checked
+//! again, so a symlink planted while it was closed cannot lead writes out of the directory.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::UNIX_EPOCH;
 
 use hive_core::bitfield::Bitfield;
@@ -35,14 +42,29 @@ pub enum StorageError {
     },
 }
 
-/// One file of the torrent as opened on disk.
+/// File handles kept open at most; more are reopened on demand, least recently used first out.
+pub const MAX_OPEN_FILES: usize = 64;
+
+/// One file of the torrent.
 #[derive(Debug)]
 struct DiskFile {
-    /// `None` for pad files: never on disk.
-    file: Option<File>,
+    /// False for pad files and symlinks: never on disk.
+    on_disk: bool,
     path: PathBuf,
     offset: u64,
     length: u64,
+}
+
+/// The open handles (a bounded LRU over the torrent's files) and which files hold data not
+/// yet synced. Held only to look up or swap a handle, never across I/O.
+#[derive(Debug, Default)]
+struct Handles {
+    /// Per file: its open handle and when it was last used (`tick`).
+    open: Vec<Option<(Arc<File>, u64)>>,
+    open_count: usize,
+    tick: u64,
+    /// Per file: written since the last `sync`.
+    dirty: Vec<bool>,
 }
 
 /// Size and modification time of one file, as recorded in the resume file.
@@ -58,6 +80,9 @@ pub struct FileStamp {
 #[derive(Debug)]
 pub struct Storage {
     files: Vec<DiskFile>,
+    /// The canonical output directory, to re-check paths on reopen.
+    root: PathBuf,
+    handles: Mutex<Handles>,
     layout: FileLayout,
     hashes: Vec<[u8; 20]>,
 }
@@ -75,6 +100,7 @@ impl Storage {
             source,
         })?;
         let mut files = Vec::with_capacity(meta.files().len());
+        let mut handles = Handles::default();
         for entry in meta.files() {
             let mut path = root.to_path_buf();
             for part in entry.path() {
@@ -88,11 +114,12 @@ impl Storage {
             }
             if entry.is_pad() || entry.symlink_target().is_some() {
                 files.push(DiskFile {
-                    file: None,
+                    on_disk: false,
                     path,
                     offset: entry.offset(),
                     length: if entry.is_pad() { entry.length() } else { 0 },
                 });
+                handles.push(None);
                 continue;
             }
             if let Some(parent) = path.parent() {
@@ -100,41 +127,12 @@ impl Storage {
                     path: parent.to_path_buf(),
                     source,
                 })?;
-                // A symlinked folder inside the output directory must not lead out of it.
-                let real = parent
-                    .canonicalize()
-                    .map_err(|source| StorageError::Create {
-                        path: parent.to_path_buf(),
-                        source,
-                    })?;
-                if !real.starts_with(&canonical_root) {
-                    return Err(StorageError::Outside(path));
-                }
             }
-            // Nor a symlink in the place of a file (checked before opening, which would
-            // follow it and create its target).
-            // A dangling one is refused too: where it leads cannot be checked.
-            if path
-                .symlink_metadata()
-                .is_ok_and(|m| m.file_type().is_symlink())
-                && !path
-                    .canonicalize()
-                    .is_ok_and(|real| real.starts_with(&canonical_root))
-            {
-                return Err(StorageError::Outside(path));
-            }
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-                .map_err(|source| StorageError::Create {
-                    path: path.clone(),
-                    source,
-                })?;
+            let file = open_inside(&canonical_root, &path, true)?;
+            // Keep the first handles open; the rest are reopened when first used.
+            handles.push((handles.open_count < MAX_OPEN_FILES).then(|| Arc::new(file)));
             files.push(DiskFile {
-                file: Some(file),
+                on_disk: true,
                 path,
                 offset: entry.offset(),
                 length: entry.length(),
@@ -145,6 +143,8 @@ impl Storage {
             .collect();
         Ok(Storage {
             files,
+            root: canonical_root,
+            handles: Mutex::new(handles),
             layout: meta.layout().clone(),
             hashes,
         })
@@ -186,11 +186,13 @@ impl Storage {
     /// Writes `data` at byte `begin` of piece `piece`. Pad-file bytes are skipped.
     pub fn write(&self, piece: u32, begin: u32, data: &[u8]) -> io::Result<()> {
         let offset = self.piece_offset(piece)? + u64::from(begin);
-        self.spans(offset, data.len(), |_, d, at, range| match &d.file {
-            Some(file) => file
-                .write_all_at(&data[range], at)
-                .map_err(|e| with_path(e, &d.path)),
-            None => Ok(()),
+        self.spans(offset, data.len(), |i, d, at, range| {
+            if !d.on_disk {
+                return Ok(());
+            }
+            let file = self.handle(i, true)?;
+            file.write_all_at(&data[range], at)
+                .map_err(|e| with_path(e, &d.path))
         })
     }
 
@@ -199,14 +201,14 @@ impl Storage {
     pub fn read(&self, piece: u32, begin: u32, buf: &mut [u8]) -> io::Result<()> {
         let offset = self.piece_offset(piece)? + u64::from(begin);
         let len = buf.len();
-        self.spans(offset, len, |_, d, at, range| match &d.file {
-            Some(file) => file
-                .read_exact_at(&mut buf[range], at)
-                .map_err(|e| with_path(e, &d.path)),
-            None => {
+        self.spans(offset, len, |i, d, at, range| {
+            if !d.on_disk {
                 buf[range].fill(0);
-                Ok(())
+                return Ok(());
             }
+            let file = self.handle(i, false)?;
+            file.read_exact_at(&mut buf[range], at)
+                .map_err(|e| with_path(e, &d.path))
         })
     }
 
@@ -240,7 +242,7 @@ impl Storage {
         };
         let len = (range.end - range.start) as usize;
         self.spans(range.start, len, |i, d, at, r| {
-            let have = if d.file.is_none() {
+            let have = if !d.on_disk {
                 u64::MAX
             } else {
                 sizes.get(i).copied().unwrap_or(0)
@@ -295,14 +297,88 @@ impl Storage {
         Ok(bits)
     }
 
-    /// Flushes written data to the disk (before a resume file claims it).
+    /// Flushes written data to the disk (before a resume file claims it). Only files written
+    /// since the last sync are synced; one closed in the meantime is reopened for it (on
+    /// Linux, `fsync` on any descriptor flushes the file's dirty pages).
     pub fn sync(&self) -> io::Result<()> {
-        for d in &self.files {
-            if let Some(f) = &d.file {
-                f.sync_data().map_err(|e| with_path(e, &d.path))?;
+        let dirty: Vec<usize> = {
+            let mut h = self.lock();
+            let list = (0..h.dirty.len()).filter(|&i| h.dirty[i]).collect();
+            h.dirty.iter_mut().for_each(|d| *d = false);
+            list
+        };
+        for (n, &i) in dirty.iter().enumerate() {
+            let result = self
+                .handle(i, false)
+                .and_then(|f| f.sync_data().map_err(|e| with_path(e, &self.files[i].path)));
+            if let Err(e) = result {
+                // Still unsynced: the next sync tries these again.
+                let mut h = self.lock();
+                for &j in &dirty[n..] {
+                    h.dirty[j] = true;
+                }
+                return Err(e);
             }
         }
         Ok(())
+    }
+
+    /// The open handle of file `i`, reopening it (and closing the least recently used one
+    /// when [`MAX_OPEN_FILES`] are open) if needed; `write` marks the file unsynced.
+    fn handle(&self, i: usize, write: bool) -> io::Result<Arc<File>> {
+        {
+            let mut h = self.lock();
+            h.tick += 1;
+            let tick = h.tick;
+            if write {
+                h.dirty[i] = true;
+            }
+            if let Some((file, used)) = h.open[i].as_mut() {
+                *used = tick;
+                return Ok(file.clone());
+            }
+        }
+        // Open outside the lock: other threads' I/O goes on meanwhile.
+        let path = &self.files[i].path;
+        let file = Arc::new(open_inside(&self.root, path, false).map_err(|e| match e {
+            StorageError::Create { path, source } => with_path(source, &path),
+            StorageError::Outside(path) => io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} now leads outside the output directory; refusing to use it",
+                    path.display()
+                ),
+            ),
+        })?);
+        let mut h = self.lock();
+        h.tick += 1;
+        let tick = h.tick;
+        if let Some((existing, used)) = h.open[i].as_mut() {
+            // Another thread opened it first; use that one.
+            *used = tick;
+            return Ok(existing.clone());
+        }
+        if h.open_count >= MAX_OPEN_FILES {
+            let oldest = (0..h.open.len())
+                .filter_map(|j| h.open[j].as_ref().map(|(_, used)| (*used, j)))
+                .min();
+            if let Some((_, j)) = oldest {
+                // Closed when the last thread using it drops its clone.
+                h.open[j] = None;
+                h.open_count -= 1;
+            }
+        }
+        h.open[i] = Some((file.clone(), tick));
+        h.open_count += 1;
+        Ok(file)
+    }
+
+    /// The handle table; a thread that panicked while holding it left nothing half-updated
+    /// that matters (at worst a stale LRU tick), so a poisoned lock is used as is.
+    fn lock(&self) -> MutexGuard<'_, Handles> {
+        self.handles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Size and modification time of every file, in torrent order (zeros for pad files).
@@ -310,7 +386,7 @@ impl Storage {
         self.files
             .iter()
             .map(|d| {
-                let meta = d.file.as_ref().and_then(|f| f.metadata().ok());
+                let meta = d.on_disk.then(|| std::fs::metadata(&d.path).ok()).flatten();
                 match meta {
                     Some(m) => FileStamp {
                         len: m.len(),
@@ -328,6 +404,52 @@ impl Storage {
             })
             .collect()
     }
+}
+
+impl Handles {
+    /// Adds the next file, open or not.
+    fn push(&mut self, file: Option<Arc<File>>) {
+        if file.is_some() {
+            self.open_count += 1;
+        }
+        self.open.push(file.map(|f| (f, 0)));
+        self.dirty.push(false);
+    }
+}
+
+/// Opens `path` for reading and writing (creating it if `create`), after checking that
+/// neither its folder nor the file itself is a symlink leading out of `root` (canonical).
+/// A dangling symlink is refused too: where it leads cannot be checked.
+fn open_inside(root: &Path, path: &Path, create: bool) -> Result<File, StorageError> {
+    if let Some(parent) = path.parent() {
+        let real = parent
+            .canonicalize()
+            .map_err(|source| StorageError::Create {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        if !real.starts_with(root) {
+            return Err(StorageError::Outside(path.to_path_buf()));
+        }
+    }
+    // Checked before opening, which would follow the link and create its target.
+    if path
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+        && !path.canonicalize().is_ok_and(|real| real.starts_with(root))
+    {
+        return Err(StorageError::Outside(path.to_path_buf()));
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .open(path)
+        .map_err(|source| StorageError::Create {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Adds the file's path to an I/O error's message.
@@ -423,5 +545,72 @@ mod tests {
         s.write(3, 0, &payload[49_152..65_536]).unwrap();
         let bits = s.check_all(3).unwrap();
         assert_eq!(bits.iter_ones().collect::<Vec<_>>(), vec![1, 3]);
+    }
+
+    #[test]
+    fn many_files_keep_a_bounded_number_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = MAX_OPEN_FILES * 3 + 5;
+        let payload: Vec<u8> = (0..count * 1000).map(|i| (i % 241) as u8).collect();
+        let meta = multi(&payload, &vec![1000; count], 16_384);
+        let s = Storage::open(dir.path(), &meta).unwrap();
+        let open = |s: &Storage| {
+            let h = s.lock();
+            assert_eq!(h.open.iter().flatten().count(), h.open_count);
+            h.open_count
+        };
+        assert!(open(&s) <= MAX_OPEN_FILES);
+        for p in 0..meta.piece_count() {
+            let r = meta.layout().piece_byte_range(p).unwrap();
+            s.write(p, 0, &payload[r.start as usize..r.end as usize])
+                .unwrap();
+            assert!(open(&s) <= MAX_OPEN_FILES);
+        }
+        // Every file was written, most through reopened handles; all of them get synced.
+        assert!(s.lock().dirty.iter().all(|&d| d));
+        s.sync().unwrap();
+        assert!(s.lock().dirty.iter().all(|&d| !d));
+        assert!(s.check_all(2).unwrap().all());
+        assert_eq!(open(&s), MAX_OPEN_FILES);
+        let on_disk: Vec<u8> = meta
+            .files()
+            .iter()
+            .flat_map(|f| {
+                std::fs::read(
+                    f.path()
+                        .iter()
+                        .fold(dir.path().to_path_buf(), |p, c| p.join(c)),
+                )
+                .unwrap()
+            })
+            .collect();
+        assert!(on_disk == payload, "files hold the payload in layout order");
+    }
+
+    #[test]
+    fn a_symlink_planted_while_a_file_was_closed_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let count = MAX_OPEN_FILES + 1;
+        let payload = vec![7u8; count * 100];
+        let meta = multi(&payload, &vec![100; count], 16_384);
+        let s = Storage::open(dir.path(), &meta).unwrap();
+        // The last file in layout order was never kept open: swap it for a link to elsewhere.
+        let parts = meta.files().last().unwrap().path();
+        let last = parts
+            .iter()
+            .fold(dir.path().to_path_buf(), |p, c| p.join(c));
+        std::fs::remove_file(&last).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("x"), &last).unwrap();
+        let err = s.write(0, 0, &payload).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+        assert!(
+            err.to_string().contains("outside the output directory"),
+            "{err}"
+        );
+        assert!(
+            !outside.path().join("x").exists(),
+            "nothing written outside"
+        );
     }
 }

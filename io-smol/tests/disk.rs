@@ -148,3 +148,38 @@ fn full_disk_stops_with_a_clear_error_and_keeps_verified_data() {
     seed.interrupt();
     assert_eq!(seed.wait_exit(), 0);
 }
+
+#[test]
+fn a_torrent_of_more_files_than_descriptors_downloads() {
+    let t = tempdir();
+    let (src, dst) = (p(t.path(), "src"), p(t.path(), "dst"));
+    // 600 files under a descriptor limit of 200 (`ulimit -n`, for both seed and leecher): with
+    // every file held open, both would fail at start with "Too many open files".
+    let files: Vec<(String, Vec<u8>)> = (0..600)
+        .map(|i| {
+            (
+                format!("many/d{}/f{i:03}.bin", i % 7),
+                data(1_000 + i * 37, i as u64),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    write_files(&src, &refs);
+    let torrent = p(t.path(), "many.torrent");
+    create_torrent(&p(&src, "many"), &torrent, "16K", &[]);
+    let limited = || {
+        let mut cmd = Command::new("bash");
+        cmd.args(["-c", "ulimit -n 200; exec \"$0\" \"$@\"", hive_bin()]);
+        cmd
+    };
+    let mut seed = Hive::start_cmd(limited(), &torrent, &src, &[]);
+    let addr = seed.addr().to_string();
+    let mut leech = Hive::start_cmd(limited(), &torrent, &dst, &["--no-seed", "--peer", &addr]);
+    assert_eq!(leech.wait_exit(), 0, "{}", leech.stderr());
+    assert_same_tree(&p(&src, "many"), &p(&dst, "many"));
+    seed.interrupt();
+    assert_eq!(seed.wait_exit(), 0, "{}", seed.stderr());
+}

@@ -899,8 +899,9 @@ impl Driver<'_> {
         }
     }
 
-    /// Writes the resume file on the blocking pool (not synced: a crash of the process keeps
-    /// the page cache; the final save at exit syncs the data first).
+    /// Writes the resume file on the blocking pool, after syncing the files written since the
+    /// last save: a resume file must never claim pieces whose bytes a power cut could still
+    /// lose (the page cache survives a crash of the process, not of the machine).
     fn save_resume_background(&mut self, now: Instant) {
         self.resume_dirty = false;
         self.resume_saving = true;
@@ -915,6 +916,7 @@ impl Driver<'_> {
         let tx = self.tx.clone();
         smol::spawn(async move {
             let r = smol::unblock(move || {
+                storage.sync().map_err(|e| e.to_string())?;
                 let resume = Resume {
                     files: storage.stamps(),
                     ..resume
