@@ -1,5 +1,7 @@
 //! Peer connection machine: whatever a peer sends, in whatever chunks, with a driver that
-//! answers the way the Session would, `PeerConn` never panics, and a close sticks.
+//! answers the way the Session would, `PeerConn` never panics, every bound of its table holds
+//! after every read (`PeerConn::check_bounds`: memory per peer stays bounded), and a close
+//! sticks.
 //! The first input byte picks the options, the second the chunk size; the rest is the peer's
 //! byte stream after a valid handshake.
 
@@ -91,6 +93,12 @@ pub fn check(data: &[u8]) {
         let _ = conn.handle_timeout(now);
         let n = conn.pending_transmit().len();
         conn.advance_transmit(n / 2);
+        if let Err(e) = conn.check_bounds() {
+            panic!("bound exceeded: {e}");
+        }
+    }
+    if let Err(e) = conn.check_bounds() {
+        panic!("bound exceeded after close: {e}");
     }
     if let Some(reason) = closed {
         assert_eq!(conn.handle_timeout(Instant::MAX), Err(reason));

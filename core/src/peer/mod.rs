@@ -50,7 +50,7 @@
 //!
 //! - `closed.is_some()` ⇒ every call returns that reason; no state changes after.
 //! - Frames are decoded only in `Phase::Connected`, i.e. once the torrent (geometry) is known.
-//! - The peer's bitfield always has exactly `piece_count` bits.
+//! - Once connected, the peer's bitfield has exactly `piece_count` bits.
 //! - A request from the peer is queued only if valid for the geometry; while we choke it, only
 //!   if its piece is in the allowed-fast set we gave. Every queued request is answered exactly
 //!   once: `send_block`, `reject_request`, a choke (reject with fast, silent drop without) or the
@@ -818,6 +818,70 @@ impl PeerConn {
     /// Whether the connection is closed.
     pub fn is_closed(&self) -> bool {
         self.closed.is_some()
+    }
+
+    /// Checks every bound of the module's table (what a peer can make this connection hold);
+    /// O(state), for tests and fuzzing. `Err` names the first bound exceeded.
+    pub fn check_bounds(&self) -> Result<(), String> {
+        let st = &self.st;
+        let cfg = &st.cfg;
+        let frame = self.decoder.limits().largest_frame() as usize;
+        let (abandoned, abandoned_cap) = st.pipeline.abandoned_len();
+        let checks: [(&str, usize, usize); 10] = [
+            // A partial frame: its 4-byte length prefix and at most the largest body.
+            ("partial frame bytes", self.decoder.buffered(), frame + 4),
+            ("send buffer bytes", st.send.len(), cfg.max_send_buffer),
+            (
+                "peer's queued requests",
+                st.peer_requests.len(),
+                cfg.max_peer_requests,
+            ),
+            (
+                "peer's requests while choked",
+                st.requests_while_choked,
+                cfg.max_peer_requests.saturating_mul(2),
+            ),
+            (
+                "our outstanding requests",
+                st.pipeline.len(),
+                cfg.max_outstanding,
+            ),
+            (
+                "abandoned requests",
+                abandoned,
+                abandoned_cap.min(cfg.max_outstanding),
+            ),
+            (
+                "peer's allowed-fast pieces",
+                st.peer_allowed_fast.len(),
+                cfg.max_peer_allowed_fast,
+            ),
+            ("suggestions kept", st.suggested.len(), cfg.max_suggested),
+            (
+                "allowed-fast pieces given",
+                st.allowed_fast_given.len(),
+                cfg.allowed_fast_count as usize,
+            ),
+            (
+                "extension names",
+                st.ext.ids.len(),
+                extension::MAX_EXTENSIONS,
+            ),
+        ];
+        for (what, len, max) in checks {
+            if len > max {
+                return Err(format!("{what}: {len} > bound {max}"));
+            }
+        }
+        // Sized when the handshake completes (an incoming connection learns the torrent then).
+        if st.phase == Phase::Connected && st.peer_pieces.len() != st.torrent.piece_count() {
+            return Err(format!(
+                "peer bitfield has {} bits for {} pieces",
+                st.peer_pieces.len(),
+                st.torrent.piece_count()
+            ));
+        }
+        Ok(())
     }
 
     /// Both handshakes are done and the connection is open.

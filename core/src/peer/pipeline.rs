@@ -50,6 +50,11 @@ impl Pipeline {
         self.outstanding.len()
     }
 
+    /// Given-up requests remembered, and their cap.
+    pub fn abandoned_len(&self) -> (usize, usize) {
+        (self.abandoned.len(), self.abandoned_cap)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = BlockRequest> + '_ {
         self.outstanding.iter().map(|o| o.block)
     }

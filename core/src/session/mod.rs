@@ -558,6 +558,11 @@ impl Session {
                 }
             }
         }
+        for (id, c) in &self.conns {
+            c.peer
+                .check_bounds()
+                .map_err(|e| format!("conn {id:?}: {e}"))?;
+        }
         let connecting = self.conns.values().filter(|c| c.connecting).count();
         if connecting != self.half_open {
             return Err(format!(
