@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod engine;
+pub mod record;
 pub mod report;
 pub mod scenario;
 mod trace;

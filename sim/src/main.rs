@@ -1,7 +1,8 @@
 //! `hive-sim`: whole swarms of Hive cores on a virtual clock.
 //!
 //! ```text
-//! hive-sim run SCENARIO.toml|BUILT-IN [--seed N] [--out DIR] [--json] [knobs]
+//! hive-sim run SCENARIO.toml|BUILT-IN [--seed N] [--out DIR] [--json] [--record FILE] [knobs]
+//! hive-sim view FILE [--ui ADDR] [--ui-token TOKEN] [--node N]
 //! hive-sim list
 //! hive-sim bench [--huge]
 //! ```
@@ -10,6 +11,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use hive_sim::record::Recorder;
 use hive_sim::report::{Summary, bytes, svg};
 use hive_sim::scenario::{self, BUILTINS, Knobs, Scenario, TrackerKind};
 use hive_sim::{RunOptions, RunResult};
@@ -18,6 +20,8 @@ const USAGE: &str = "\
 usage:
   hive-sim run SCENARIO.toml [--seed N] [--out DIR] [--json] [--max-time DUR] [--tracker http|udp]
   hive-sim run BUILT-IN [--peers N] [--pieces N] [--piece-length SIZE] [same options]
+  hive-sim view FILE [--ui ADDR] [--ui-token TOKEN] [--node N]
+                                     replay a record in the swarm view (default 127.0.0.1:8080)
   hive-sim list                      the built-in scenarios
   hive-sim bench [--huge]            the scale benchmark (flash crowds; --huge adds 10,000 leechers x 100 pieces)
 
@@ -25,6 +29,8 @@ usage:
   --out DIR    also write DIR/summary.txt, DIR/summary.json and DIR/chart.svg
   --json       print the summary as JSON (its first key is the seed, its last the trace hash)
   --quiet      no progress line on stderr
+  --record FILE        write the per-node event stream (JSON lines, README \"hive-sim view\")
+  --record-every DUR   its sampling cadence in virtual time (default 1s)
 ";
 
 struct Args {
@@ -38,6 +44,8 @@ struct Args {
     max_time: Option<u64>,
     tracker: Option<TrackerKind>,
     real_hash: bool,
+    record: Option<PathBuf>,
+    record_every: u64,
 }
 
 fn value<'a>(it: &mut impl Iterator<Item = &'a String>, flag: &str) -> Result<&'a String, String> {
@@ -57,6 +65,8 @@ fn parse_run(args: &[String]) -> Result<Args, String> {
         max_time: None,
         tracker: None,
         real_hash: false,
+        record: None,
+        record_every: 1_000_000,
     };
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -66,6 +76,13 @@ fn parse_run(args: &[String]) -> Result<Args, String> {
             }
             "--out" => a.out = Some(PathBuf::from(value(&mut it, arg)?)),
             "--json" => a.json = true,
+            "--record" => a.record = Some(PathBuf::from(value(&mut it, arg)?)),
+            "--record-every" => {
+                a.record_every = scenario::parse_duration(value(&mut it, arg)?)?;
+                if a.record_every == 0 {
+                    return Err("--record-every must be positive".into());
+                }
+            }
             "--quiet" => a.quiet = true,
             "--real-hash" => a.real_hash = true,
             "--peers" => {
@@ -146,13 +163,32 @@ fn execute(a: &Args) -> Result<(RunResult, f64), String> {
         println!("seed: {seed}");
     }
     let wall = std::time::Instant::now();
-    let r = hive_sim::run(
+    let mut engine = hive_sim::Engine::new(
         sc,
         RunOptions {
             seed,
             progress: !a.quiet,
         },
     )?;
+    if let Some(path) = &a.record {
+        let f = std::fs::File::create(path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let w = std::io::BufWriter::with_capacity(1 << 20, f);
+        engine.record(Recorder::new(Box::new(w), a.record_every));
+    }
+    let r = engine.run()?;
+    if let Some(path) = &a.record {
+        if let Some(e) = &r.record_error {
+            return Err(format!("cannot write the record {}: {e}", path.display()));
+        }
+        let size = std::fs::metadata(path).map_or(0, |m| m.len());
+        eprintln!(
+            "wrote the record {} ({}); view it with: hive-sim view {}",
+            path.display(),
+            bytes(size),
+            path.display()
+        );
+    }
     Ok((r, wall.elapsed().as_secs_f64()))
 }
 
