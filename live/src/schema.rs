@@ -28,12 +28,8 @@ pub fn secs(t: Instant) -> f64 {
 /// `{"type":"hello", ...}`: the schema version and what does not change. `source` is `live`
 /// or `replay`; snapshots come about every `interval`.
 pub fn hello(meta: &Metainfo, source: &str, interval: Duration) -> Value {
-    json!({
-        "type": "hello",
-        "schema": SCHEMA,
-        "source": source,
-        "snapshot_interval_ms": interval.as_millis() as u64,
-        "torrent": {
+    hello_of(
+        json!({
             "name": meta.name(),
             "info_hash": hex(meta.info_hash().as_bytes()),
             "size": meta.total_length(),
@@ -41,7 +37,20 @@ pub fn hello(meta: &Metainfo, source: &str, interval: Duration) -> Value {
             "pieces": meta.piece_count(),
             "files": meta.files().len(),
             "private": meta.is_private(),
-        },
+        }),
+        source,
+        interval,
+    )
+}
+
+/// [`hello`] with the `torrent` object given (a replay reads it from its record).
+pub fn hello_of(torrent: Value, source: &str, interval: Duration) -> Value {
+    json!({
+        "type": "hello",
+        "schema": SCHEMA,
+        "source": source,
+        "snapshot_interval_ms": interval.as_millis() as u64,
+        "torrent": torrent,
     })
 }
 

@@ -20,7 +20,7 @@ const USAGE: &str = "\
 usage:
   hive-sim run SCENARIO.toml [--seed N] [--out DIR] [--json] [--max-time DUR] [--tracker http|udp]
   hive-sim run BUILT-IN [--peers N] [--pieces N] [--piece-length SIZE] [same options]
-  hive-sim view FILE [--ui ADDR] [--ui-token TOKEN] [--node N]
+  hive-sim view FILE [--ui ADDR] [--ui-token TOKEN] [--node N] [--at DUR] [--speed X] [--paused]
                                      replay a record in the swarm view (default 127.0.0.1:8080)
   hive-sim list                      the built-in scenarios
   hive-sim bench [--huge]            the scale benchmark (flash crowds; --huge adds 10,000 leechers x 100 pieces)
@@ -146,6 +146,84 @@ fn load(a: &Args) -> Result<Scenario, String> {
     }
     sc.validate()?;
     Ok(sc)
+}
+
+/// `hive-sim view FILE [--ui ADDR] [--ui-token TOKEN] [--node N] [--at SECS] [--speed X]
+/// [--paused]`.
+fn cmd_view(args: &[String]) -> Result<ExitCode, String> {
+    let mut it = args.iter();
+    let mut file = None;
+    let mut addr: std::net::SocketAddr = ([127, 0, 0, 1], 8080).into();
+    let mut token = None;
+    let mut node = None;
+    let mut start = hive_sim::view::Start {
+        node: 0,
+        at: 0,
+        speed: 1.0,
+        playing: true,
+    };
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--ui" => addr = hive_live::parse_addr(value(&mut it, arg)?)?,
+            "--ui-token" => token = Some(value(&mut it, arg)?.clone()),
+            "--node" => {
+                let v = value(&mut it, arg)?;
+                node = Some(
+                    v.parse()
+                        .map_err(|_| format!("--node {v}: not a node index"))?,
+                );
+            }
+            "--at" => start.at = scenario::parse_duration(value(&mut it, arg)?)?,
+            "--speed" => {
+                let v = value(&mut it, arg)?;
+                start.speed = v
+                    .parse()
+                    .ok()
+                    .filter(|x: &f64| x.is_finite() && *x > 0.0)
+                    .ok_or_else(|| format!("--speed {v}: give a positive number, e.g. 8"))?;
+            }
+            "--paused" => start.playing = false,
+            s if s.starts_with("--") => return Err(format!("unknown option {s}")),
+            s if file.is_none() => file = Some(PathBuf::from(s)),
+            s => return Err(format!("unexpected argument '{s}'")),
+        }
+    }
+    let file = file.ok_or("view: name a record (write one with hive-sim run ... --record FILE)")?;
+    hive_live::check_access(addr, token.as_deref()).map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let replay =
+        hive_sim::replay::Replay::parse(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    start.node = match node {
+        Some(n) if n < replay.nodes => n,
+        Some(n) => {
+            return Err(format!(
+                "--node {n}: the run has nodes 0 to {}",
+                replay.nodes.saturating_sub(1)
+            ));
+        }
+        None => replay.default_node(),
+    };
+    let replay = std::sync::Arc::new(replay);
+    smol::block_on(async {
+        let listener = async_net::TcpListener::bind(addr).await.map_err(|e| {
+            format!("cannot serve the view on {addr}: {e}; choose another with --ui ADDR:PORT")
+        })?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        println!(
+            "replay view: http://{local}/  ({} nodes, {:.1} s of {}, seed {}; node {} in the centre; Ctrl-C to stop)",
+            replay.nodes,
+            replay.end as f64 / 1e6,
+            replay.scenario,
+            replay.seed,
+            start.node
+        );
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        hive_sim::view::serve(replay, listener, token, start).await;
+        Ok::<_, String>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Peak resident memory of this process (Linux), in bytes.
@@ -326,6 +404,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("run") => cmd_run(&args[1..]),
         Some("bench") => cmd_bench(&args[1..]),
+        Some("view") => cmd_view(&args[1..]),
         Some("bench-one") => bench_one(&args[1..]),
         Some("list") => {
             for (name, what) in BUILTINS {

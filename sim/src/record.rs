@@ -17,7 +17,7 @@
 //! | `complete` | | the node has every piece |
 //! | `hash_failed` | `p` (piece) | a piece failed its check |
 //! | `ban` | `addr`, `peer` | the node banned a peer |
-//! | `tracker` | `status` (`error`, `warning`), `msg` | a tracker problem |
+//! | `tracker` | `status` (`error`, `warning`), `url`, `msg` | a tracker problem |
 //! | `error` | `msg` | a torrent error |
 //! | `s` | `got`, `dl`, `tot`, `c` (each only when it changed) | see below |
 //! | `end` | `finished` | the last line |
@@ -245,14 +245,20 @@ impl Recorder {
                 );
                 self.end_line();
             }
-            Event::TrackerError { message, .. } | Event::TrackerWarning { message, .. } => {
+            Event::TrackerError { url, message, .. }
+            | Event::TrackerWarning { url, message, .. } => {
                 let status = if matches!(ev, Event::TrackerError { .. }) {
                     "error"
                 } else {
                     "warning"
                 };
                 self.start(t, i, "tracker");
-                let _ = write!(self.line, r#","status":"{status}","msg":{}"#, q(message));
+                let _ = write!(
+                    self.line,
+                    r#","status":"{status}","url":{},"msg":{}"#,
+                    q(url),
+                    q(message)
+                );
                 self.end_line();
             }
             Event::TorrentError { message, .. } => {
