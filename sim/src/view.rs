@@ -164,3 +164,59 @@ async fn page(replay: Arc<Replay>, client: Client, start: Start) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replay() -> Replay {
+        let text = concat!(
+            r#"{"format":"hive-sim-record","version":1,"scenario":"x","seed":1,"nodes":2,"sample_every_us":1000000,"#,
+            r#""torrent":{"name":"a","info_hash":"00","size":32768,"piece_length":16384,"pieces":2,"files":1,"private":false},"#,
+            r#""groups":[{"name":"seed","count":1,"seed":true,"first":0},{"name":"l","count":1,"seed":false,"first":1}]}"#,
+            "\n",
+            r#"{"t":0,"n":0,"k":"arrive","seed":true}"#,
+            "\n",
+            r#"{"t":0,"n":1,"k":"arrive","seed":false}"#,
+            "\n",
+            r#"{"t":10000000,"k":"end","finished":false}"#,
+            "\n"
+        );
+        Replay::parse(text).unwrap()
+    }
+
+    #[test]
+    fn page_requests_only_move_the_page_and_are_bounded() {
+        let r = replay();
+        let mut p = Player {
+            node: 1,
+            t: 0,
+            speed: 1.0,
+            playing: true,
+        };
+        assert!(p.apply(&r, r#"{"type":"seek","t":4.5}"#));
+        assert_eq!(p.t, 4_500_000);
+        assert!(p.apply(&r, r#"{"type":"seek","t":1e300}"#));
+        assert_eq!(p.t, r.end, "clamped to the end");
+        assert!(p.apply(&r, r#"{"type":"seek","t":-3}"#));
+        assert_eq!(p.t, 0);
+        assert!(p.apply(&r, r#"{"type":"speed","speed":1000}"#));
+        assert_eq!(p.speed, 256.0);
+        assert!(p.apply(&r, r#"{"type":"pause"}"#) && !p.playing);
+        p.t = r.end;
+        assert!(p.apply(&r, r#"{"type":"play"}"#) && p.playing);
+        assert_eq!(p.t, 0, "play at the end starts over");
+        assert!(p.apply(&r, r#"{"type":"node","node":0}"#));
+        assert_eq!(p.node, 0);
+        // Not requests: a node that does not exist, junk, anything else.
+        for junk in [
+            r#"{"type":"node","node":2}"#,
+            r#"{"type":"seek","t":"soon"}"#,
+            r#"{"type":"shutdown"}"#,
+            "not json",
+        ] {
+            assert!(!p.apply(&r, junk), "{junk}");
+        }
+        assert_eq!((p.node, p.t), (0, 0));
+    }
+}
