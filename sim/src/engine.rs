@@ -54,6 +54,7 @@ use hive_core::session::{
 use hive_core::time::Instant;
 use hive_core::wire::{BlockRequest, DecoderLimits, FrameDecoder, HANDSHAKE_LEN, Message};
 
+use crate::record::Recorder;
 use crate::scenario::{Behaviour, GroupSpec, RunSpec, Scenario, TrackerKind};
 use crate::trace::Trace;
 use crate::tracker::{TRACKER_IP, Tracker, UDP_PORT};
@@ -74,7 +75,7 @@ pub fn node_ip(i: u32) -> Ipv4Addr {
     Ipv4Addr::new(10, (n >> 16) as u8, (n >> 8) as u8, n as u8)
 }
 
-fn node_of_ip(ip: IpAddr) -> Option<u32> {
+pub(crate) fn node_of_ip(ip: IpAddr) -> Option<u32> {
     let IpAddr::V4(v4) = ip else { return None };
     let [a, b, c, d] = v4.octets();
     if a != 10 || v4 == TRACKER_IP {
@@ -376,6 +377,8 @@ pub struct RunResult {
     pub original_seed: u32,
     /// The trace hash.
     pub trace_hash: String,
+    /// Why the record (`--record`) could not be written, if it could not.
+    pub record_error: Option<String>,
 }
 
 /// The simulator.
@@ -428,6 +431,8 @@ pub struct Engine {
     connections: u64,
     hash_failed_bytes: u64,
     close_reasons: BTreeMap<String, u64>,
+    /// `--record`: an observer only; it reads Sessions, never feeds them.
+    recorder: Option<Box<Recorder>>,
 }
 
 /// Records a broken check (the first 100; the count of the rest is not interesting).
@@ -562,6 +567,7 @@ impl Engine {
             connections: 0,
             hash_failed_bytes: 0,
             close_reasons: BTreeMap::new(),
+            recorder: None,
             opts,
             sc,
         };
@@ -665,6 +671,29 @@ impl Engine {
         self.open_leechers == 0
     }
 
+    /// Writes the run's per-node event stream to `r` (see [`crate::record`]); call before
+    /// [`Engine::run`]. Observing does not change the run (same trace hash).
+    pub fn record(&mut self, mut r: Recorder) {
+        r.header(&self.sc, self.opts.seed, &self.meta);
+        self.recorder = Some(Box::new(r));
+    }
+
+    /// Samples every live node into the record at the instants due up to `t` (the state
+    /// cannot change between two steps, so one sample covers a quiet stretch).
+    fn record_samples(&mut self, t: u64) {
+        let Some(r) = self.recorder.as_mut() else {
+            return;
+        };
+        let due = r.due();
+        for (i, n) in self.nodes.iter().enumerate() {
+            if let Some(s) = &n.session {
+                r.sample(due, i as u32, s, n.torrent);
+            }
+        }
+        r.advance();
+        r.skip_to(t);
+    }
+
     /// Runs to the end: every leecher completed or left, or the time limit.
     pub fn run(mut self) -> Result<RunResult, String> {
         let wall = std::time::Instant::now();
@@ -721,6 +750,9 @@ impl Engine {
             } else {
                 self.instant = t;
                 self.instant_steps = 0;
+            }
+            if self.recorder.as_ref().is_some_and(|r| r.due() <= t) {
+                self.record_samples(t);
             }
             self.now = t;
             if from_queue {
@@ -788,7 +820,16 @@ impl Engine {
                 n.rec.stats = s.stats(n.torrent);
             }
         }
+        let record_error = self.recorder.take().and_then(|mut r| {
+            for (i, n) in self.nodes.iter().enumerate() {
+                if let Some(s) = &n.session {
+                    r.sample(self.now, i as u32, s, n.torrent);
+                }
+            }
+            r.finish(self.now, finished)
+        });
         RunResult {
+            record_error,
             trace_hash: self.trace.hex(),
             nodes: self.nodes.into_iter().map(|n| n.rec).collect(),
             series: self.series,
@@ -1106,6 +1147,9 @@ impl Engine {
 
     fn on_event(&mut self, i: u32, s: &Session, ev: Event) {
         let now = self.now;
+        if let Some(r) = self.recorder.as_mut() {
+            r.event(now, i, s, self.nodes[i as usize].torrent, &ev, node_of_ip);
+        }
         match ev {
             Event::PieceDone { piece, .. } => {
                 self.trace.add(&[now, u64::from(i), 9, u64::from(piece)]);
@@ -1808,6 +1852,9 @@ impl Engine {
             self.schedule_depart(i, now + wait);
         }
         self.trace.add(&[now, u64::from(i), 0xF7]);
+        if let Some(r) = self.recorder.as_mut() {
+            r.arrive(now, i, g.seed);
+        }
         // The Session has announces queued: drain them.
         self.input(i, |_, _| Ok(()));
     }
@@ -1818,6 +1865,9 @@ impl Engine {
             return;
         }
         self.trace.add(&[now, u64::from(i), 0xF8]);
+        if let Some(r) = self.recorder.as_mut() {
+            r.depart(now, i);
+        }
         let g = &self.sc.groups[self.nodes[i as usize].group];
         let crash = g.depart.crash;
         if !crash {

@@ -6,10 +6,13 @@
 #![forbid(unsafe_code)]
 
 pub mod engine;
+pub mod record;
+pub mod replay;
 pub mod report;
 pub mod scenario;
 mod trace;
 mod tracker;
+pub mod view;
 
 pub use engine::{Engine, RunOptions, RunResult};
 pub use scenario::{Knobs, Scenario};

@@ -1,7 +1,8 @@
 //! `hive-sim`: whole swarms of Hive cores on a virtual clock.
 //!
 //! ```text
-//! hive-sim run SCENARIO.toml|BUILT-IN [--seed N] [--out DIR] [--json] [knobs]
+//! hive-sim run SCENARIO.toml|BUILT-IN [--seed N] [--out DIR] [--json] [--record FILE] [knobs]
+//! hive-sim view FILE [--ui ADDR] [--ui-token TOKEN] [--node N]
 //! hive-sim list
 //! hive-sim bench [--huge]
 //! ```
@@ -10,6 +11,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use hive_sim::record::Recorder;
 use hive_sim::report::{Summary, bytes, svg};
 use hive_sim::scenario::{self, BUILTINS, Knobs, Scenario, TrackerKind};
 use hive_sim::{RunOptions, RunResult};
@@ -18,6 +20,8 @@ const USAGE: &str = "\
 usage:
   hive-sim run SCENARIO.toml [--seed N] [--out DIR] [--json] [--max-time DUR] [--tracker http|udp]
   hive-sim run BUILT-IN [--peers N] [--pieces N] [--piece-length SIZE] [same options]
+  hive-sim view FILE [--ui ADDR] [--ui-token TOKEN] [--node N] [--at DUR] [--speed X] [--paused]
+                                     replay a record in the swarm view (default 127.0.0.1:8080)
   hive-sim list                      the built-in scenarios
   hive-sim bench [--huge]            the scale benchmark (flash crowds; --huge adds 10,000 leechers x 100 pieces)
 
@@ -25,6 +29,8 @@ usage:
   --out DIR    also write DIR/summary.txt, DIR/summary.json and DIR/chart.svg
   --json       print the summary as JSON (its first key is the seed, its last the trace hash)
   --quiet      no progress line on stderr
+  --record FILE        write the per-node event stream (JSON lines, README \"hive-sim view\")
+  --record-every DUR   its sampling cadence in virtual time (default 1s)
 ";
 
 struct Args {
@@ -38,6 +44,8 @@ struct Args {
     max_time: Option<u64>,
     tracker: Option<TrackerKind>,
     real_hash: bool,
+    record: Option<PathBuf>,
+    record_every: u64,
 }
 
 fn value<'a>(it: &mut impl Iterator<Item = &'a String>, flag: &str) -> Result<&'a String, String> {
@@ -57,6 +65,8 @@ fn parse_run(args: &[String]) -> Result<Args, String> {
         max_time: None,
         tracker: None,
         real_hash: false,
+        record: None,
+        record_every: 1_000_000,
     };
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -66,6 +76,13 @@ fn parse_run(args: &[String]) -> Result<Args, String> {
             }
             "--out" => a.out = Some(PathBuf::from(value(&mut it, arg)?)),
             "--json" => a.json = true,
+            "--record" => a.record = Some(PathBuf::from(value(&mut it, arg)?)),
+            "--record-every" => {
+                a.record_every = scenario::parse_duration(value(&mut it, arg)?)?;
+                if a.record_every == 0 {
+                    return Err("--record-every must be positive".into());
+                }
+            }
             "--quiet" => a.quiet = true,
             "--real-hash" => a.real_hash = true,
             "--peers" => {
@@ -131,6 +148,84 @@ fn load(a: &Args) -> Result<Scenario, String> {
     Ok(sc)
 }
 
+/// `hive-sim view FILE [--ui ADDR] [--ui-token TOKEN] [--node N] [--at SECS] [--speed X]
+/// [--paused]`.
+fn cmd_view(args: &[String]) -> Result<ExitCode, String> {
+    let mut it = args.iter();
+    let mut file = None;
+    let mut addr: std::net::SocketAddr = ([127, 0, 0, 1], 8080).into();
+    let mut token = None;
+    let mut node = None;
+    let mut start = hive_sim::view::Start {
+        node: 0,
+        at: 0,
+        speed: 1.0,
+        playing: true,
+    };
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--ui" => addr = hive_live::parse_addr(value(&mut it, arg)?)?,
+            "--ui-token" => token = Some(value(&mut it, arg)?.clone()),
+            "--node" => {
+                let v = value(&mut it, arg)?;
+                node = Some(
+                    v.parse()
+                        .map_err(|_| format!("--node {v}: not a node index"))?,
+                );
+            }
+            "--at" => start.at = scenario::parse_duration(value(&mut it, arg)?)?,
+            "--speed" => {
+                let v = value(&mut it, arg)?;
+                start.speed = v
+                    .parse()
+                    .ok()
+                    .filter(|x: &f64| x.is_finite() && *x > 0.0)
+                    .ok_or_else(|| format!("--speed {v}: give a positive number, e.g. 8"))?;
+            }
+            "--paused" => start.playing = false,
+            s if s.starts_with("--") => return Err(format!("unknown option {s}")),
+            s if file.is_none() => file = Some(PathBuf::from(s)),
+            s => return Err(format!("unexpected argument '{s}'")),
+        }
+    }
+    let file = file.ok_or("view: name a record (write one with hive-sim run ... --record FILE)")?;
+    hive_live::check_access(addr, token.as_deref()).map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let replay =
+        hive_sim::replay::Replay::parse(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    start.node = match node {
+        Some(n) if n < replay.nodes => n,
+        Some(n) => {
+            return Err(format!(
+                "--node {n}: the run has nodes 0 to {}",
+                replay.nodes.saturating_sub(1)
+            ));
+        }
+        None => replay.default_node(),
+    };
+    let replay = std::sync::Arc::new(replay);
+    smol::block_on(async {
+        let listener = async_net::TcpListener::bind(addr).await.map_err(|e| {
+            format!("cannot serve the view on {addr}: {e}; choose another with --ui ADDR:PORT")
+        })?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        println!(
+            "replay view: http://{local}/  ({} nodes, {:.1} s of {}, seed {}; node {} in the centre; Ctrl-C to stop)",
+            replay.nodes,
+            replay.end as f64 / 1e6,
+            replay.scenario,
+            replay.seed,
+            start.node
+        );
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        hive_sim::view::serve(replay, listener, token, start).await;
+        Ok::<_, String>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Peak resident memory of this process (Linux), in bytes.
 fn peak_rss() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -146,13 +241,32 @@ fn execute(a: &Args) -> Result<(RunResult, f64), String> {
         println!("seed: {seed}");
     }
     let wall = std::time::Instant::now();
-    let r = hive_sim::run(
+    let mut engine = hive_sim::Engine::new(
         sc,
         RunOptions {
             seed,
             progress: !a.quiet,
         },
     )?;
+    if let Some(path) = &a.record {
+        let f = std::fs::File::create(path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let w = std::io::BufWriter::with_capacity(1 << 20, f);
+        engine.record(Recorder::new(Box::new(w), a.record_every));
+    }
+    let r = engine.run()?;
+    if let Some(path) = &a.record {
+        if let Some(e) = &r.record_error {
+            return Err(format!("cannot write the record {}: {e}", path.display()));
+        }
+        let size = std::fs::metadata(path).map_or(0, |m| m.len());
+        eprintln!(
+            "wrote the record {} ({}); view it with: hive-sim view {}",
+            path.display(),
+            bytes(size),
+            path.display()
+        );
+    }
     Ok((r, wall.elapsed().as_secs_f64()))
 }
 
@@ -290,6 +404,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("run") => cmd_run(&args[1..]),
         Some("bench") => cmd_bench(&args[1..]),
+        Some("view") => cmd_view(&args[1..]),
         Some("bench-one") => bench_one(&args[1..]),
         Some("list") => {
             for (name, what) in BUILTINS {

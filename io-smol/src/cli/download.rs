@@ -92,20 +92,13 @@ pub fn run(args: &DownloadArgs) -> Result<(), CliError> {
             args.output.display()
         )));
     }
-    let live = match (args.ui, &args.ui_token) {
-        (None, _) => None,
-        (Some(_), Some(t)) if t.is_empty() || t.len() > 256 => {
-            return Err(CliError::Usage(
-                "--ui-token: give a token of 1 to 256 characters".into(),
-            ));
+    let live = match args.ui {
+        None => None,
+        Some(addr) => {
+            hive_live::check_access(addr, args.ui_token.as_deref())
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            Some((addr, args.ui_token.clone()))
         }
-        (Some(addr), None) if !addr.ip().is_loopback() => {
-            return Err(CliError::Usage(format!(
-                "--ui {addr} is not a loopback address: anyone who can reach it could watch the swarm; \
-                 add --ui-token TOKEN (the page asks for it) or use --ui 127.0.0.1:PORT"
-            )));
-        }
-        (Some(addr), token) => Some((addr, token.clone())),
     };
     let seed = if args.no_seed {
         SeedPolicy::No

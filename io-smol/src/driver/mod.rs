@@ -295,11 +295,18 @@ async fn run_async(opts: Options, ui: &mut dyn Ui) -> Result<Finish, RunError> {
     spawn_signal_thread(tx.clone());
     if let Some(l) = live_listener {
         let token = opts.live.as_ref().and_then(|(_, t)| t.clone());
-        tasks.push(smol::spawn(crate::live::server::serve(
-            l,
-            token,
-            tx.clone(),
-        )));
+        // Pages arrive on their own small channel and are passed on as driver messages; a
+        // live download ignores what a page sends (its inbox is dropped).
+        let (ctx, crx) = smol::channel::bounded::<hive_live::server::Client>(4);
+        tasks.push(smol::spawn(hive_live::server::serve(l, token, ctx)));
+        let to_driver = tx.clone();
+        tasks.push(smol::spawn(async move {
+            while let Ok(client) = crx.recv().await {
+                if to_driver.send(Msg::UiClient(client.out)).await.is_err() {
+                    return;
+                }
+            }
+        }));
     }
 
     let complete = have.all();

@@ -1,13 +1,15 @@
-//! The live view's HTTP and WebSocket server: one port, two routes, read-only.
+//! The view's HTTP and WebSocket server: one port, two routes, read-only.
 //!
-//! `GET /` answers the embedded page; `GET /ws` upgrades to a WebSocket (RFC 6455) that only
-//! sends text frames, one JSON message each. The handshake and framing are written here (about
-//! a hundred lines) rather than taken from a crate: the server never needs to read a message,
-//! only to notice the client leaving, and the SHA-1 it needs is already a dependency.
+//! `GET /` answers the embedded page; `GET /ws` upgrades to a WebSocket (RFC 6455) whose server
+//! side sends text frames, one JSON message each. The handshake and framing are written here
+//! (about a hundred lines) rather than taken from a crate: the server reads only small text
+//! frames (a replay page's seek and speed requests) and close frames, and the SHA-1 it needs is
+//! already a dependency.
 //!
-//! Nothing here can change the torrent: there is no endpoint that takes input. With a token
-//! (required on a non-loopback address) the WebSocket demands it as `?token=`; a browser's
-//! `Origin`, when sent, must match `Host`, so another web site cannot read the stream.
+//! Nothing here can change a torrent: the only input is a page's own messages, which a live
+//! download ignores and a replay applies to that page's view alone. With a token (required on
+//! a non-loopback address) the WebSocket demands it as `?token=`; a browser's `Origin`, when
+//! sent, must match `Host`, so another web site cannot read the stream.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,8 +19,6 @@ use async_net::{TcpListener, TcpStream};
 use sha1::{Digest, Sha1};
 use smol::channel::{Receiver, Sender};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
-
-use crate::driver::io::Msg;
 
 /// The page: HTML, CSS and JS in one file, built into the binary (works offline).
 const PAGE: &str = include_str!("page.html");
@@ -30,14 +30,28 @@ const MAX_CONNS: usize = 32;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages queued for one WebSocket client; beyond this the oldest are dropped.
 pub const CLIENT_QUEUE: usize = 16;
-/// Largest frame a client may send us (we only expect close and ping frames).
+/// Largest frame a client may send us (close frames and short JSON requests).
 const MAX_CLIENT_FRAME: u64 = 64 * 1024;
+/// Largest text message from a page that is passed on; longer ones are dropped.
+const MAX_CLIENT_TEXT: u64 = 4 * 1024;
+/// Messages from one page not yet read by the program; beyond this new ones are dropped.
+pub const INBOX: usize = 16;
 /// RFC 6455 §1.3.
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-/// Accepts connections forever; each WebSocket client is handed to the driver as
-/// [`Msg::UiClient`] with the receiving end kept here.
-pub async fn serve(listener: TcpListener, token: Option<String>, tx: Sender<Msg>) {
+/// One connected page, as the program sees it.
+pub struct Client {
+    /// Messages to the page (JSON text); bounded by [`CLIENT_QUEUE`]. Send with `force_send`
+    /// so a slow page loses its oldest messages instead of slowing the program. Dropping it
+    /// closes the page's WebSocket.
+    pub out: Sender<Arc<str>>,
+    /// Text messages from the page, at most [`INBOX`] unread (a program that does not read
+    /// them may drop this).
+    pub inbox: Receiver<String>,
+}
+
+/// Accepts connections forever; each WebSocket client is handed to the program on `tx`.
+pub async fn serve(listener: TcpListener, token: Option<String>, tx: Sender<Client>) {
     let page: Arc<str> = PAGE
         .replace(
             "__HIVE_TOKEN_REQUIRED__",
@@ -80,7 +94,7 @@ async fn handle(
     mut stream: TcpStream,
     page: &str,
     token: Option<&str>,
-    tx: Sender<Msg>,
+    tx: Sender<Client>,
 ) -> std::io::Result<()> {
     let head = smol::future::or(read_head(&mut stream), async {
         smol::Timer::after(HEAD_TIMEOUT).await;
@@ -156,10 +170,15 @@ async fn handle(
             );
             stream.write_all(reply.as_bytes()).await?;
             let (ctx, crx) = smol::channel::bounded(CLIENT_QUEUE);
-            if tx.send(Msg::UiClient(ctx)).await.is_err() {
-                return Ok(()); // the driver is gone
+            let (itx, irx) = smol::channel::bounded(INBOX);
+            let client = Client {
+                out: ctx,
+                inbox: irx,
+            };
+            if tx.send(client).await.is_err() {
+                return Ok(()); // the program is gone
             }
-            websocket(stream, crx).await
+            websocket(stream, crx, itx).await
         }
         _ => respond(&mut stream, "404 Not Found", "text/plain", b"not found\n").await,
     }
@@ -322,8 +341,13 @@ fn frame_header(opcode: u8, len: usize, out: &mut Vec<u8>) {
     }
 }
 
-/// Sends the driver's messages until the client leaves or the driver stops.
-async fn websocket(stream: TcpStream, rx: Receiver<Arc<str>>) -> std::io::Result<()> {
+/// Sends the program's messages until the client leaves or the program stops; passes the
+/// client's text messages on.
+async fn websocket(
+    stream: TcpStream,
+    rx: Receiver<Arc<str>>,
+    inbox: Sender<String>,
+) -> std::io::Result<()> {
     let mut w = stream.clone();
     let send = async {
         let mut buf = Vec::new();
@@ -333,17 +357,18 @@ async fn websocket(stream: TcpStream, rx: Receiver<Arc<str>>) -> std::io::Result
             buf.extend_from_slice(msg.as_bytes());
             w.write_all(&buf).await?;
         }
-        // The driver stopped: a clean close (status 1001, going away).
+        // The program stopped: a clean close (status 1001, going away).
         buf.clear();
         frame_header(0x8, 2, &mut buf);
         buf.extend_from_slice(&1001u16.to_be_bytes());
         w.write_all(&buf).await
     };
-    smol::future::or(send, until_close(stream)).await
+    smol::future::or(send, until_close(stream, inbox)).await
 }
 
-/// Reads (and discards) client frames until a close frame, EOF or an oversized frame.
-async fn until_close(mut r: TcpStream) -> std::io::Result<()> {
+/// Reads client frames until a close frame, EOF or an oversized frame; small unfragmented text
+/// frames are unmasked and passed to `inbox` (dropped if it is full or gone), others skipped.
+async fn until_close(mut r: TcpStream, inbox: Sender<String>) -> std::io::Result<()> {
     let mut skip = vec![0u8; 4096];
     loop {
         let mut h = [0u8; 2];
@@ -363,12 +388,31 @@ async fn until_close(mut r: TcpStream) -> std::io::Result<()> {
         if opcode == 0x8 || len > MAX_CLIENT_FRAME {
             return Ok(());
         }
+        let fin = h[0] & 0x80 != 0;
+        if opcode == 0x1 && fin && masked && len <= MAX_CLIENT_TEXT {
+            let mut mask = [0u8; 4];
+            r.read_exact(&mut mask).await?;
+            let mut text = vec![0u8; len as usize];
+            r.read_exact(&mut text).await?;
+            unmask(&mut text, mask);
+            if let Ok(text) = String::from_utf8(text) {
+                let _ = inbox.try_send(text);
+            }
+            continue;
+        }
         let mut left = len + if masked { 4 } else { 0 };
         while left > 0 {
             let n = left.min(skip.len() as u64) as usize;
             r.read_exact(&mut skip[..n]).await?;
             left -= n as u64;
         }
+    }
+}
+
+/// RFC 6455 §5.3: a client's payload is XORed with its 4-byte key.
+fn unmask(data: &mut [u8], mask: [u8; 4]) {
+    for (i, b) in data.iter_mut().enumerate() {
+        *b ^= mask[i % 4];
     }
 }
 
@@ -403,5 +447,13 @@ mod tests {
         };
         assert!(!origin_ok(&evil));
         assert!(same(b"abc", b"abc") && !same(b"abc", b"abd") && !same(b"ab", b"abc"));
+    }
+
+    #[test]
+    fn unmask_rfc_6455_example() {
+        // RFC 6455 §5.7: a masked "Hello".
+        let mut d = [0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        unmask(&mut d, [0x37, 0xfa, 0x21, 0x3d]);
+        assert_eq!(&d, b"Hello");
     }
 }

@@ -1,0 +1,375 @@
+//! `hive-sim run --record FILE`: the per-node event stream of a run, for `hive-sim view`.
+//!
+//! # Format (version 1)
+//!
+//! JSON lines. The first line is the header, an object with `"format":"hive-sim-record"` and
+//! `"version":1` (a reader refuses other versions), the scenario name, the seed, the sampling
+//! cadence, the torrent (as the view's `hello` shows it) and the node groups. Every other line
+//! is an object whose first keys are `t` (virtual time, integer microseconds), `n` (the node
+//! index; absent on `end`) and `k` (the kind):
+//!
+//! | `k` | fields | when |
+//! |---|---|---|
+//! | `arrive` | `seed` (it starts with every piece) | the node starts |
+//! | `depart` | | the node leaves (or crashes) |
+//! | `join` | `c` (connection id, per node), `peer` (node index or `null`), `addr` | a handshake completes |
+//! | `leave` | `c`, `why` | a joined connection ends |
+//! | `complete` | | the node has every piece |
+//! | `hash_failed` | `p` (piece) | a piece failed its check |
+//! | `ban` | `addr`, `peer` | the node banned a peer |
+//! | `tracker` | `status` (`error`, `warning`), `url`, `msg` | a tracker problem |
+//! | `error` | `msg` | a torrent error |
+//! | `s` | `got`, `dl`, `tot`, `c` (each only when it changed) | see below |
+//! | `end` | `finished` | the last line |
+//!
+//! `s` (sample) lines carry what changed for one node since its previous `s` line, written at
+//! every multiple of the cadence (`sample_every_us`) and just before `complete`: `got`, the
+//! pieces verified since (in order); `dl`, the pieces now being downloaded or verified; `tot`,
+//! `[downloaded, uploaded, wasted, download_rate, upload_rate, peers_known, hash_failures]`
+//! (bytes, bytes/s, counts, as the node's core reports them); `c`, one `[conn, flags,
+//! download_rate, upload_rate]` per joined connection whose flags or rates changed (flags: 1
+//! outgoing, 2 we choke, 4 we are interested, 8 it chokes us, 16 it is interested, 32
+//! snubbed). A node with nothing new writes no line, so an idle swarm costs nothing and the
+//! size grows with activity (pieces, connections, transfers), not with bytes moved.
+//!
+//! Recording only reads the Sessions (statistics and snapshots) between steps: a run with
+//! `--record` has the same trace hash as one without, and the same scenario and seed give a
+//! byte-identical file.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write;
+
+use hive_core::metainfo::Metainfo;
+use hive_core::session::{Event, LeaveReason, PieceView, Session, TorrentId};
+use serde_json::json;
+
+use crate::scenario::Scenario;
+
+/// The format's name in the header.
+pub const FORMAT: &str = "hive-sim-record";
+/// The format version this build writes and reads.
+pub const VERSION: u64 = 1;
+
+/// Connection flag bits of `s` lines.
+pub mod flags {
+    /// We opened the connection.
+    pub const OUTGOING: u8 = 1;
+    /// We choke the peer.
+    pub const AM_CHOKING: u8 = 2;
+    /// We are interested in the peer.
+    pub const AM_INTERESTED: u8 = 4;
+    /// The peer chokes us.
+    pub const PEER_CHOKING: u8 = 8;
+    /// The peer is interested in us.
+    pub const PEER_INTERESTED: u8 = 16;
+    /// A request to the peer timed out.
+    pub const SNUBBED: u8 = 32;
+}
+
+/// What the last `s` line of a node said, to write only changes.
+#[derive(Default)]
+struct NodeState {
+    got: Vec<u32>,
+    dl: Vec<u32>,
+    tot: [u64; 7],
+    conns: BTreeMap<u64, (u8, u64, u64)>,
+}
+
+/// Writes a record; the engine calls it (see [`crate::Engine::record`]).
+pub struct Recorder {
+    out: Box<dyn Write>,
+    every: u64,
+    due: u64,
+    nodes: Vec<NodeState>,
+    line: String,
+    error: Option<String>,
+}
+
+impl Recorder {
+    /// A recorder writing to `out`, sampling every `every_us` microseconds of virtual time.
+    pub fn new(out: Box<dyn Write>, every_us: u64) -> Recorder {
+        Recorder {
+            out,
+            every: every_us.max(1),
+            due: 0,
+            nodes: Vec::new(),
+            line: String::with_capacity(256),
+            error: None,
+        }
+    }
+
+    /// The next sampling instant (µs).
+    pub(crate) fn due(&self) -> u64 {
+        self.due
+    }
+
+    /// Moves the next sampling instant past `t` (nothing happened in between).
+    pub(crate) fn skip_to(&mut self, t: u64) {
+        if self.due <= t {
+            self.due = (t / self.every + 1) * self.every;
+        }
+    }
+
+    /// The header line.
+    pub(crate) fn header(&mut self, sc: &Scenario, seed: u64, meta: &Metainfo) {
+        let mut first = 0;
+        let groups: Vec<_> = sc
+            .groups
+            .iter()
+            .map(|g| {
+                let v = json!({"name": g.name, "count": g.count, "seed": g.seed, "first": first});
+                first += g.count;
+                v
+            })
+            .collect();
+        let h = json!({
+            "format": FORMAT,
+            "version": VERSION,
+            "scenario": sc.name,
+            "seed": seed,
+            "nodes": first,
+            "sample_every_us": self.every,
+            "torrent": {
+                "name": meta.name(),
+                "info_hash": hive_live::schema::hex(meta.info_hash().as_bytes()),
+                "size": meta.total_length(),
+                "piece_length": meta.piece_length(),
+                "pieces": meta.piece_count(),
+                "files": meta.files().len(),
+                "private": meta.is_private(),
+            },
+            "groups": groups,
+        });
+        self.line = h.to_string();
+        self.flush_line();
+    }
+
+    fn node(&mut self, i: u32) -> &mut NodeState {
+        let i = i as usize;
+        if self.nodes.len() <= i {
+            self.nodes.resize_with(i + 1, NodeState::default);
+        }
+        &mut self.nodes[i]
+    }
+
+    fn start(&mut self, t: u64, i: u32, kind: &str) {
+        self.line.clear();
+        let _ = write!(self.line, r#"{{"t":{t},"n":{i},"k":"{kind}""#);
+    }
+
+    fn flush_line(&mut self) {
+        if self.error.is_none() {
+            self.line.push('\n');
+            if let Err(e) = self.out.write_all(self.line.as_bytes()) {
+                self.error = Some(e.to_string());
+            }
+        }
+        self.line.clear();
+    }
+
+    fn end_line(&mut self) {
+        self.line.push('}');
+        self.flush_line();
+    }
+
+    /// Node `i` arrived.
+    pub(crate) fn arrive(&mut self, t: u64, i: u32, seed: bool) {
+        self.node(i);
+        self.start(t, i, "arrive");
+        let _ = write!(self.line, r#","seed":{seed}"#);
+        self.end_line();
+    }
+
+    /// Node `i` left.
+    pub(crate) fn depart(&mut self, t: u64, i: u32) {
+        self.start(t, i, "depart");
+        self.end_line();
+        if let Some(n) = self.nodes.get_mut(i as usize) {
+            *n = NodeState::default();
+        }
+    }
+
+    /// A Session event of node `i` (`peer` maps an address to a node index).
+    pub(crate) fn event(
+        &mut self,
+        t: u64,
+        i: u32,
+        s: &Session,
+        torrent: TorrentId,
+        ev: &Event,
+        peer: impl Fn(std::net::IpAddr) -> Option<u32>,
+    ) {
+        let q = |s: &str| serde_json::Value::from(s).to_string();
+        let opt = |p: Option<u32>| p.map_or("null".to_owned(), |p| p.to_string());
+        match ev {
+            Event::PieceDone { piece, .. } => self.node(i).got.push(*piece),
+            Event::PeerJoined { conn, addr, .. } => {
+                self.start(t, i, "join");
+                let _ = write!(
+                    self.line,
+                    r#","c":{},"peer":{},"addr":"{addr}""#,
+                    conn.0,
+                    opt(peer(addr.ip()))
+                );
+                self.end_line();
+            }
+            Event::PeerLeft { conn, reason, .. } => {
+                self.node(i).conns.remove(&conn.0);
+                let why = match reason {
+                    LeaveReason::Closed(why) => why.as_str(),
+                    LeaveReason::Remote => "closed by the peer",
+                    LeaveReason::ConnectFailed => "connect failed",
+                };
+                self.start(t, i, "leave");
+                let _ = write!(self.line, r#","c":{},"why":{}"#, conn.0, q(why));
+                self.end_line();
+            }
+            Event::TorrentComplete { .. } => {
+                // The pieces that completed it first, so a reader sees 100 % with `complete`.
+                self.sample(t, i, s, torrent);
+                self.start(t, i, "complete");
+                self.end_line();
+            }
+            Event::HashFailed { piece, .. } => {
+                self.start(t, i, "hash_failed");
+                let _ = write!(self.line, r#","p":{piece}"#);
+                self.end_line();
+            }
+            Event::PeerBanned { addr, .. } => {
+                self.start(t, i, "ban");
+                let _ = write!(
+                    self.line,
+                    r#","addr":"{addr}","peer":{}"#,
+                    opt(peer(addr.ip()))
+                );
+                self.end_line();
+            }
+            Event::TrackerError { url, message, .. }
+            | Event::TrackerWarning { url, message, .. } => {
+                let status = if matches!(ev, Event::TrackerError { .. }) {
+                    "error"
+                } else {
+                    "warning"
+                };
+                self.start(t, i, "tracker");
+                let _ = write!(
+                    self.line,
+                    r#","status":"{status}","url":{},"msg":{}"#,
+                    q(url),
+                    q(message)
+                );
+                self.end_line();
+            }
+            Event::TorrentError { message, .. } => {
+                self.start(t, i, "error");
+                let _ = write!(self.line, r#","msg":{}"#, q(message));
+                self.end_line();
+            }
+            _ => {}
+        }
+    }
+
+    /// An `s` line for node `i` at `t` if anything changed since its last one.
+    pub(crate) fn sample(&mut self, t: u64, i: u32, s: &Session, torrent: TorrentId) {
+        let Some(st) = s.stats(torrent) else { return };
+        let tot = [
+            st.downloaded,
+            st.uploaded,
+            st.wasted,
+            st.download_rate,
+            st.upload_rate,
+            st.peers_known as u64,
+            u64::from(st.hash_failures),
+        ];
+        let dl: Vec<u32> = s
+            .piece_snapshots(torrent)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .filter(|(_, (v, _))| *v == PieceView::Downloading)
+            .map(|(p, _)| p as u32)
+            .collect();
+        let mut changed = Vec::new();
+        let peers = s.peer_snapshots(torrent).unwrap_or_default();
+        let node = self.node(i);
+        for p in &peers {
+            let f = [
+                (p.outgoing, flags::OUTGOING),
+                (p.am_choking, flags::AM_CHOKING),
+                (p.am_interested, flags::AM_INTERESTED),
+                (p.peer_choking, flags::PEER_CHOKING),
+                (p.peer_interested, flags::PEER_INTERESTED),
+                (p.snubbed, flags::SNUBBED),
+            ]
+            .iter()
+            .filter(|(on, _)| *on)
+            .fold(0u8, |acc, (_, bit)| acc | bit);
+            let v = (f, p.download_rate, p.upload_rate);
+            if node.conns.insert(p.conn.0, v) != Some(v) {
+                changed.push((p.conn.0, v));
+            }
+        }
+        let got = std::mem::take(&mut node.got);
+        let new_dl = node.dl != dl;
+        let new_tot = node.tot != tot;
+        if got.is_empty() && !new_dl && !new_tot && changed.is_empty() {
+            return;
+        }
+        if new_dl {
+            node.dl.clone_from(&dl);
+        }
+        node.tot = tot;
+        let list = |v: &[u32]| {
+            let mut s = String::from("[");
+            for (k, x) in v.iter().enumerate() {
+                if k > 0 {
+                    s.push(',');
+                }
+                let _ = write!(s, "{x}");
+            }
+            s.push(']');
+            s
+        };
+        self.start(t, i, "s");
+        if !got.is_empty() {
+            let _ = write!(self.line, r#","got":{}"#, list(&got));
+        }
+        if new_dl {
+            let _ = write!(self.line, r#","dl":{}"#, list(&dl));
+        }
+        if new_tot {
+            let [a, b, c, d, e, f, g] = tot;
+            let _ = write!(self.line, r#","tot":[{a},{b},{c},{d},{e},{f},{g}]"#);
+        }
+        if !changed.is_empty() {
+            self.line.push_str(r#","c":["#);
+            for (k, (c, (f, dr, ur))) in changed.iter().enumerate() {
+                if k > 0 {
+                    self.line.push(',');
+                }
+                let _ = write!(self.line, "[{c},{f},{dr},{ur}]");
+            }
+            self.line.push(']');
+        }
+        self.end_line();
+    }
+
+    /// The sampling instant is done: the next one is a cadence later.
+    pub(crate) fn advance(&mut self) {
+        self.due += self.every;
+    }
+
+    /// The `end` line; flushes. The first write error, if any.
+    pub(crate) fn finish(&mut self, t: u64, finished: bool) -> Option<String> {
+        self.line.clear();
+        let _ = write!(self.line, r#"{{"t":{t},"k":"end","finished":{finished}}}"#);
+        self.flush_line();
+        if self.error.is_none() {
+            if let Err(e) = self.out.flush() {
+                self.error = Some(e.to_string());
+            }
+        }
+        self.error.clone()
+    }
+}
