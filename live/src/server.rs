@@ -1,10 +1,12 @@
 //! The view's HTTP and WebSocket server: one port, two routes, read-only.
 //!
 //! `GET /` answers the embedded page; `GET /ws` upgrades to a WebSocket (RFC 6455) whose server
-//! side sends text frames, one JSON message each. The handshake and framing are written here
-//! (about a hundred lines) rather than taken from a crate: the server reads only small text
-//! frames (a replay page's seek and speed requests) and close frames, and the SHA-1 it needs is
-//! already a dependency.
+//! side sends text frames, one JSON message each. The HTTP head is read here (two routes, one
+//! port, no web framework); the WebSocket framing after the upgrade is async-tungstenite's: it
+//! reads what a hostile client may send (masking, fragments, control frames, oversized
+//! messages) and answers pings and closes as the RFC says, which a hand-written reader would
+//! have to get right on its own. Client messages are small: a replay page's seek and speed
+//! requests.
 //!
 //! Nothing here can change a torrent: the only input is a page's own messages, which a live
 //! download ignores and a replay applies to that page's view alone. With a token (required on
@@ -16,7 +18,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_net::{TcpListener, TcpStream};
-use sha1::{Digest, Sha1};
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::handshake::derive_accept_key;
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use async_tungstenite::tungstenite::{self, Message};
+use futures_util::StreamExt;
 use smol::channel::{Receiver, Sender};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -31,13 +38,12 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages queued for one WebSocket client; beyond this the oldest are dropped.
 pub const CLIENT_QUEUE: usize = 16;
 /// Largest frame a client may send us (close frames and short JSON requests).
-const MAX_CLIENT_FRAME: u64 = 64 * 1024;
-/// Largest text message from a page that is passed on; longer ones are dropped.
-const MAX_CLIENT_TEXT: u64 = 4 * 1024;
+const MAX_CLIENT_FRAME: usize = 64 * 1024;
+/// Largest message from a page; a longer one closes that page's WebSocket (a page never sends
+/// one: its requests are a few dozen bytes).
+const MAX_CLIENT_TEXT: usize = 4 * 1024;
 /// Messages from one page not yet read by the program; beyond this new ones are dropped.
 pub const INBOX: usize = 16;
-/// RFC 6455 §1.3.
-const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// One connected page, as the program sees it.
 pub struct Client {
@@ -164,7 +170,7 @@ async fn handle(
                 )
                 .await;
             };
-            let accept = accept_key(key);
+            let accept = derive_accept_key(key.trim().as_bytes());
             let reply = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
             );
@@ -301,118 +307,49 @@ async fn respond(
     stream.flush().await
 }
 
-/// `Sec-WebSocket-Accept` for a key (RFC 6455 §4.2.2).
-pub fn accept_key(key: &str) -> String {
-    let mut h = Sha1::new();
-    h.update(key.trim().as_bytes());
-    h.update(WS_GUID.as_bytes());
-    base64(&h.finalize())
-}
-
-fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(c.get(1).copied().unwrap_or(0)) << 8)
-            | u32::from(c.get(2).copied().unwrap_or(0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// A server frame header: FIN set, unmasked (RFC 6455 §5.2).
-fn frame_header(opcode: u8, len: usize, out: &mut Vec<u8>) {
-    out.push(0x80 | opcode);
-    if len < 126 {
-        out.push(len as u8);
-    } else if len <= 0xffff {
-        out.push(126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-}
-
 /// Sends the program's messages until the client leaves or the program stops; passes the
-/// client's text messages on.
+/// client's text messages on (dropped if the inbox is full or gone).
 async fn websocket(
     stream: TcpStream,
     rx: Receiver<Arc<str>>,
     inbox: Sender<String>,
 ) -> std::io::Result<()> {
-    let mut w = stream.clone();
+    let config = WebSocketConfig::default()
+        .max_frame_size(Some(MAX_CLIENT_FRAME))
+        .max_message_size(Some(MAX_CLIENT_TEXT));
+    let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
+    let (mut sink, mut incoming) = ws.split();
     let send = async {
-        let mut buf = Vec::new();
         while let Ok(msg) = rx.recv().await {
-            buf.clear();
-            frame_header(0x1, msg.len(), &mut buf);
-            buf.extend_from_slice(msg.as_bytes());
-            w.write_all(&buf).await?;
+            sink.send(Message::text(&*msg)).await.map_err(io_error)?;
         }
-        // The program stopped: a clean close (status 1001, going away).
-        buf.clear();
-        frame_header(0x8, 2, &mut buf);
-        buf.extend_from_slice(&1001u16.to_be_bytes());
-        w.write_all(&buf).await
+        // The program stopped: a clean close.
+        let bye = CloseFrame {
+            code: CloseCode::Away,
+            reason: "the program stopped".into(),
+        };
+        sink.send(Message::Close(Some(bye))).await.map_err(io_error)
     };
-    smol::future::or(send, until_close(stream, inbox)).await
-}
-
-/// Reads client frames until a close frame, EOF or an oversized frame; small unfragmented text
-/// frames are unmasked and passed to `inbox` (dropped if it is full or gone), others skipped.
-async fn until_close(mut r: TcpStream, inbox: Sender<String>) -> std::io::Result<()> {
-    let mut skip = vec![0u8; 4096];
-    loop {
-        let mut h = [0u8; 2];
-        r.read_exact(&mut h).await?;
-        let opcode = h[0] & 0x0f;
-        let masked = h[1] & 0x80 != 0;
-        let mut len = u64::from(h[1] & 0x7f);
-        if len == 126 {
-            let mut b = [0u8; 2];
-            r.read_exact(&mut b).await?;
-            len = u64::from(u16::from_be_bytes(b));
-        } else if len == 127 {
-            let mut b = [0u8; 8];
-            r.read_exact(&mut b).await?;
-            len = u64::from_be_bytes(b);
-        }
-        if opcode == 0x8 || len > MAX_CLIENT_FRAME {
-            return Ok(());
-        }
-        let fin = h[0] & 0x80 != 0;
-        if opcode == 0x1 && fin && masked && len <= MAX_CLIENT_TEXT {
-            let mut mask = [0u8; 4];
-            r.read_exact(&mut mask).await?;
-            let mut text = vec![0u8; len as usize];
-            r.read_exact(&mut text).await?;
-            unmask(&mut text, mask);
-            if let Ok(text) = String::from_utf8(text) {
-                let _ = inbox.try_send(text);
+    let receive = async {
+        while let Some(msg) = incoming.next().await {
+            match msg.map_err(io_error)? {
+                Message::Text(text) => {
+                    let _ = inbox.try_send(text.as_str().to_owned());
+                }
+                Message::Close(_) => return Ok(()),
+                // Pings are answered by tungstenite; binary messages mean nothing here.
+                _ => {}
             }
-            continue;
         }
-        let mut left = len + if masked { 4 } else { 0 };
-        while left > 0 {
-            let n = left.min(skip.len() as u64) as usize;
-            r.read_exact(&mut skip[..n]).await?;
-            left -= n as u64;
-        }
-    }
+        Ok(())
+    };
+    smol::future::or(send, receive).await
 }
 
-/// RFC 6455 §5.3: a client's payload is XORed with its 4-byte key.
-fn unmask(data: &mut [u8], mask: [u8; 4]) {
-    for (i, b) in data.iter_mut().enumerate() {
-        *b ^= mask[i % 4];
+fn io_error(e: tungstenite::Error) -> std::io::Error {
+    match e {
+        tungstenite::Error::Io(e) => e,
+        other => std::io::Error::other(other),
     }
 }
 
@@ -422,13 +359,11 @@ mod tests {
 
     #[test]
     fn accept_key_matches_rfc_6455_example() {
-        // RFC 6455 §1.3.
+        // RFC 6455 §1.3, with the whitespace a header value may carry.
         assert_eq!(
-            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            derive_accept_key(" dGhlIHNhbXBsZSBub25jZQ== ".trim().as_bytes()),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
-        assert_eq!(base64(b"ab"), "YWI=");
-        assert_eq!(base64(b"a"), "YQ==");
     }
 
     #[test]
@@ -449,11 +384,104 @@ mod tests {
         assert!(same(b"abc", b"abc") && !same(b"abc", b"abd") && !same(b"ab", b"abc"));
     }
 
+    /// A masked client frame (RFC 6455 §5.3) with the given opcode and payload.
+    fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [0x11, 0x22, 0x33, 0x44];
+        let mut out = vec![0x80 | opcode];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n if n <= 0xffff => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    /// Connects and upgrades; returns the stream after the 101 answer.
+    async fn upgraded(addr: std::net::SocketAddr) -> TcpStream {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+        s
+    }
+
+    /// Reads until the server closes the TCP connection; whether it did within 5 s.
+    async fn closed_by_server(s: &mut TcpStream) -> bool {
+        let drain = async {
+            let mut buf = [0u8; 4096];
+            while s.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+            true
+        };
+        let timeout = async {
+            smol::Timer::after(Duration::from_secs(5)).await;
+            false
+        };
+        smol::future::or(drain, timeout).await
+    }
+
     #[test]
-    fn unmask_rfc_6455_example() {
-        // RFC 6455 §5.7: a masked "Hello".
-        let mut d = [0x7f, 0x9f, 0x4d, 0x51, 0x58];
-        unmask(&mut d, [0x37, 0xfa, 0x21, 0x3d]);
-        assert_eq!(&d, b"Hello");
+    fn hostile_frames_close_only_that_page() {
+        smol::block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (tx, rx) = smol::channel::bounded(8);
+            let server = smol::spawn(serve(listener, None, tx));
+
+            // A page's request arrives in its inbox.
+            let mut good = upgraded(addr).await;
+            let page = rx.recv().await.unwrap();
+            good.write_all(&client_frame(0x1, br#"{"seek":1}"#))
+                .await
+                .unwrap();
+            assert_eq!(page.inbox.recv().await.unwrap(), r#"{"seek":1}"#);
+
+            // Oversized, unmasked, and invalid UTF-8: each closes its own connection.
+            let mut big = upgraded(addr).await;
+            let _big_page = rx.recv().await.unwrap();
+            big.write_all(&client_frame(0x1, &vec![b'x'; MAX_CLIENT_FRAME + 1]))
+                .await
+                .unwrap();
+            assert!(closed_by_server(&mut big).await, "oversized frame");
+
+            let mut unmasked = upgraded(addr).await;
+            let _unmasked_page = rx.recv().await.unwrap();
+            unmasked.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
+            assert!(closed_by_server(&mut unmasked).await, "unmasked frame");
+
+            let mut bad_utf8 = upgraded(addr).await;
+            let _bad_page = rx.recv().await.unwrap();
+            bad_utf8
+                .write_all(&client_frame(0x1, &[0xff, 0xfe]))
+                .await
+                .unwrap();
+            assert!(closed_by_server(&mut bad_utf8).await, "invalid UTF-8");
+
+            // The first page is unaffected: it still gets messages.
+            page.out.force_send("{\"still\":true}".into()).unwrap();
+            let mut frame = [0u8; 2 + 14];
+            good.read_exact(&mut frame).await.unwrap();
+            assert_eq!(&frame[..2], &[0x81, 14]);
+            assert_eq!(&frame[2..], b"{\"still\":true}");
+            drop(server);
+        });
     }
 }
