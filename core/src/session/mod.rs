@@ -35,6 +35,7 @@
 //!
 //! The torrent-level invariants are written down in `torrent.rs`.
 
+mod conns;
 mod torrent;
 mod types;
 
@@ -61,6 +62,7 @@ use crate::rng::Rng;
 use crate::time::Instant;
 use crate::wire::BlockRequest;
 
+use conns::ConnTable;
 use torrent::Torrent;
 pub use types::{
     ConnId, Event, Input, LeaveReason, Output, PeerSnapshot, PieceView, SessionConfig,
@@ -89,6 +91,8 @@ struct Conn {
     joined: bool,
     /// Disk reads under way for this peer.
     reads_in_flight: usize,
+    /// The deadline this connection has in the Session's index (see `conns.rs`).
+    indexed: Option<Instant>,
 }
 
 /// What to do after an event from a connection has been applied to the torrent (the event
@@ -131,7 +135,7 @@ pub struct Session {
     now: Instant,
     torrents: BTreeMap<TorrentId, Torrent>,
     by_info_hash: BTreeMap<[u8; 20], TorrentId>,
-    conns: BTreeMap<ConnId, Conn>,
+    conns: ConnTable,
     next_conn: u64,
     next_torrent: u32,
     half_open: usize,
@@ -178,7 +182,7 @@ impl Session {
             now,
             torrents: BTreeMap::new(),
             by_info_hash: BTreeMap::new(),
-            conns: BTreeMap::new(),
+            conns: ConnTable::default(),
             next_conn: 0,
             next_torrent: 0,
             half_open: 0,
@@ -466,6 +470,7 @@ impl Session {
                 key: PeerKey(0),
                 joined: false,
                 reads_in_flight: 0,
+                indexed: None,
             },
         );
         self.touched.insert(id);
@@ -558,6 +563,7 @@ impl Session {
                 }
             }
         }
+        self.conns.check_index()?;
         let connecting = self.conns.values().filter(|c| c.connecting).count();
         if connecting != self.half_open {
             return Err(format!(
@@ -663,7 +669,8 @@ impl Session {
         if let Some(out) = self.outputs.pop_front() {
             return out;
         }
-        let conns = self.conn_deadline();
+        self.conns.refresh();
+        let conns = self.conns.earliest();
         self.conn_timers_at = conns;
         Output::Timeout(self.deadline_with(conns))
     }
@@ -693,16 +700,7 @@ impl Session {
 
     /// When the session next needs [`Input::Timeout`] (also returned by the drain).
     pub fn next_deadline(&self) -> Instant {
-        self.deadline_with(self.conn_deadline())
-    }
-
-    /// The earliest of the connections' own deadlines.
-    fn conn_deadline(&self) -> Instant {
-        self.conns
-            .values()
-            .filter_map(|c| c.peer.next_deadline())
-            .min()
-            .unwrap_or(Instant::MAX)
+        self.deadline_with(self.conns.earliest())
     }
 
     fn deadline_with(&self, conns: Instant) -> Instant {
@@ -895,20 +893,15 @@ impl Session {
     /// Runs everything that is due at `now` and flushes per-connection outputs. Called after
     /// every input and command, so the outputs reflect the whole new state.
     fn run_timers(&mut self, now: Instant) {
-        // Connections' own timers (keep-alive, request and handshake timeouts). The scan is
-        // O(connections), so it is skipped until the earliest deadline seen by the last drain:
-        // a deadline that an input moved earlier makes that drain end in "now", and the
-        // driver's Timeout at the same instant runs the scan.
+        // Connections' own timers (keep-alive, request and handshake timeouts), from the
+        // deadline index. They run only once the earliest deadline seen by the last drain has
+        // come: a deadline that an input moved earlier makes that drain end in "now", and the
+        // driver's Timeout at the same instant runs them.
         if now < self.conn_timers_at {
             self.run_other_timers(now);
             return;
         }
-        let due: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.peer.next_deadline().is_some_and(|d| d <= now))
-            .map(|(id, _)| *id)
-            .collect();
+        let due = self.conns.due(now);
         for id in due {
             self.on_conn_timeout(now, id);
         }
@@ -1044,6 +1037,7 @@ impl Session {
                     key,
                     joined: false,
                     reads_in_flight: 0,
+                    indexed: None,
                 },
             );
             self.half_open += 1;
