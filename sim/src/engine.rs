@@ -1,4 +1,5 @@
-//! The discrete-event engine: a virtual clock, a priority queue of (time, sequence, event),
+//! The discrete-event engine: a virtual clock, a priority queue of (time, sequence, event)
+//! (a radix heap, `queue.rs`),
 //! node deadlines in an ordered set keyed by (deadline, node), and nodes that are plain
 //! `hive_core::session::Session`s. Each step takes the earliest of the queue head and the
 //! first node deadline (the queue wins a tie), so a step costs O(log n) whatever the number
@@ -37,7 +38,7 @@
 //! piece is also assembled and hashed with SHA-1, and the two verdicts must agree). A
 //! corrupt-data node serves flipped bytes, so its victims' hash checks really fail.
 
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
@@ -54,6 +55,7 @@ use hive_core::session::{
 use hive_core::time::Instant;
 use hive_core::wire::{BlockRequest, DecoderLimits, FrameDecoder, HANDSHAKE_LEN, Message};
 
+use crate::queue::Queue;
 use crate::scenario::{Behaviour, GroupSpec, RunSpec, Scenario, TrackerKind};
 use crate::trace::Trace;
 use crate::tracker::{TRACKER_IP, Tracker, UDP_PORT};
@@ -149,10 +151,6 @@ impl Payload {
         }
     }
 }
-
-/// A queue key: (time, sequence number, slot of the event). Small, so heap moves are cheap;
-/// the events themselves wait in a slab.
-type Key = std::cmp::Reverse<(u64, u64, u32)>;
 
 /// One direction of a connection, owned by the sending end.
 #[derive(Debug)]
@@ -384,7 +382,8 @@ pub struct Engine {
     opts: RunOptions,
     now: u64,
     seq: u64,
-    heap: BinaryHeap<Key>,
+    /// (time, sequence) -> slab slot; the events themselves wait in the slab.
+    heap: Queue,
     slab: Vec<Option<Ev>>,
     free_slots: Vec<u32>,
     deadlines: BTreeSet<(u64, u32)>,
@@ -523,7 +522,7 @@ impl Engine {
         let mut e = Engine {
             now: 0,
             seq: 0,
-            heap: BinaryHeap::new(),
+            heap: Queue::default(),
             slab: Vec::new(),
             free_slots: Vec::new(),
             deadlines: BTreeSet::new(),
@@ -647,18 +646,18 @@ impl Engine {
                 (self.slab.len() - 1) as u32
             }
         };
-        self.heap.push(std::cmp::Reverse((at, self.seq, slot)));
+        self.heap.push(at, self.seq, slot);
     }
 
     fn pop(&mut self) -> Option<Ev> {
-        let std::cmp::Reverse((_, _, slot)) = self.heap.pop()?;
+        let (_, slot) = self.heap.pop()?;
         self.free_slots.push(slot);
         self.slab[slot as usize].take()
     }
 
-    fn peek_event(&self) -> Option<&Ev> {
-        let std::cmp::Reverse((_, _, slot)) = self.heap.peek()?;
-        self.slab[*slot as usize].as_ref()
+    fn peek_event(&mut self) -> Option<&Ev> {
+        let (_, slot) = self.heap.peek()?;
+        self.slab[slot as usize].as_ref()
     }
 
     fn done(&self) -> bool {
@@ -679,7 +678,7 @@ impl Engine {
             if self.lost_since.is_some_and(|t| self.now >= t + LOST_GRACE) {
                 break;
             }
-            let q = self.heap.peek().map(|k| k.0.0);
+            let q = self.heap.peek().map(|k| k.0);
             let d = self.deadlines.first().copied();
             let from_queue = match (q, d) {
                 (Some(q), Some((d, _))) => q <= d,

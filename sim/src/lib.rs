@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod engine;
+mod queue;
 pub mod report;
 pub mod scenario;
 mod trace;
