@@ -52,7 +52,7 @@ use crate::bitfield::Bitfield;
 use crate::choker::{ChokeDecision, Choker, Mode, PeerStats};
 use crate::limit::TokenBucket;
 use crate::metainfo::Metainfo;
-use crate::peer::{PeerConn, PeerEvent, TorrentInfo};
+use crate::peer::{ExtensionHandshake, PeerConn, PeerEvent, TorrentInfo};
 use crate::peer_list::{DisconnectReason, PeerList, PeerSource};
 use crate::picker::{
     BLOCK_SIZE, BlockOutcome, PeerKey, PeerSet, Picker, PieceStatus, VerifyOutcome,
@@ -115,6 +115,8 @@ enum FollowUp {
     Interest,
     /// The peer queued a request: serve it.
     Serve,
+    /// The peer said it only uploads now (BEP 21 `upload_only`).
+    UploadOnly,
     /// A block was accepted.
     Block {
         piece: u32,
@@ -1181,6 +1183,18 @@ impl Session {
                 }
             }
             FollowUp::Serve => self.serve(now, id),
+            FollowUp::UploadOnly => {
+                // Neither end downloads from the other: nothing to trade.
+                let finished = self
+                    .conns
+                    .get(&id)
+                    .and_then(|c| c.torrent)
+                    .and_then(|tid| self.torrents.get(&tid))
+                    .is_some_and(|t| t.picker.is_finished());
+                if finished && self.config.drop_seeds_when_complete {
+                    self.close_conn(now, id, "both ends only upload".into());
+                }
+            }
             FollowUp::Block {
                 piece,
                 cancel,
@@ -1550,12 +1564,19 @@ impl Session {
                 }));
                 let ids: Vec<ConnId> = t.conns.iter().copied().collect();
                 let finished = t.picker.is_finished();
+                let redundant = self.config.send_redundant_have;
                 for id in &ids {
+                    // A peer that announced the piece gets no `have` (see
+                    // `SessionConfig::send_redundant_have`): its interest in us cannot change.
+                    let wants_have = self.conns.get(id).is_some_and(|c| {
+                        c.joined && (redundant || !c.peer.peer_pieces().get(piece))
+                    });
+                    if !wants_have {
+                        continue;
+                    }
                     if let Some(c) = self.conns.get_mut(id) {
-                        if c.joined {
-                            let _ = c.peer.send_have(now, piece);
-                            self.touched.insert(*id);
-                        }
+                        let _ = c.peer.send_have(now, piece);
+                        self.touched.insert(*id);
                     }
                 }
                 for id in &ids {
@@ -1603,20 +1624,36 @@ impl Session {
             t.announcer.torrent_completed(now);
         }
         t.choke_dirty = true;
-        if self.config.drop_seeds_when_complete {
-            let seeds: Vec<ConnId> = t
-                .conns
-                .iter()
-                .copied()
-                .filter(|c| {
-                    self.conns
-                        .get(c)
-                        .is_some_and(|conn| conn.joined && t.picker.is_seed(conn.key))
-                })
-                .collect();
-            for c in seeds {
-                self.close_conn(now, c, "both ends are seeds".into());
+        let seed = t.picker.have().all();
+        let drop = self.config.drop_seeds_when_complete;
+        let ids: Vec<ConnId> = t.conns.iter().copied().collect();
+        let mut close = Vec::new();
+        for id in ids {
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            if !c.joined {
+                continue;
             }
+            if drop && t.picker.is_seed(c.key) {
+                close.push((id, "both ends are seeds"));
+            } else if drop && c.peer.peer_upload_only() {
+                close.push((id, "both ends only upload"));
+            } else if seed {
+                // BEP 21: say that we only upload now. Our peers cannot tell from our haves
+                // alone (none is sent for a piece the peer already had), and a peer that is a
+                // seed too then closes: nothing to trade.
+                let only = ExtensionHandshake {
+                    upload_only: Some(true),
+                    ..ExtensionHandshake::default()
+                };
+                // A failed send closes the connection; flush_touched reports it.
+                let _ = c.peer.send_extension_handshake(now, &only);
+                self.touched.insert(id);
+            }
+        }
+        for (c, reason) in close {
+            self.close_conn(now, c, reason.into());
         }
     }
 
@@ -1765,6 +1802,7 @@ fn apply_event(
             }
             FollowUp::RequestEverywhere
         }
+        PeerEvent::ExtensionHandshake(hs) if hs.upload_only == Some(true) => FollowUp::UploadOnly,
         PeerEvent::RequestRefused { .. }
         | PeerEvent::Cancelled { .. }
         | PeerEvent::LateReject(_)
