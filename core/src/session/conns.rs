@@ -24,8 +24,8 @@ pub(super) struct ConnTable {
     map: BTreeMap<ConnId, Conn>,
     /// (deadline, connection) for every connection as of its last refresh.
     index: BTreeSet<(Instant, ConnId)>,
-    /// Connections handed out mutably since the last refresh (may repeat; bounded by the work
-    /// of one input, emptied by every drain).
+    /// Connections handed out mutably since the last refresh, each once (`Conn::dirty`);
+    /// emptied by every drain.
     dirty: Vec<ConnId>,
 }
 
@@ -37,7 +37,10 @@ impl ConnTable {
     /// The connection, noted as dirty: its deadline is re-read at the next refresh.
     pub(super) fn get_mut(&mut self, id: &ConnId) -> Option<&mut Conn> {
         let c = self.map.get_mut(id)?;
-        self.dirty.push(*id);
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(*id);
+        }
         Some(c)
     }
 
@@ -45,7 +48,8 @@ impl ConnTable {
         self.map.contains_key(id)
     }
 
-    pub(super) fn insert(&mut self, id: ConnId, conn: Conn) {
+    pub(super) fn insert(&mut self, id: ConnId, mut conn: Conn) {
+        conn.dirty = true;
         self.dirty.push(id);
         if let Some(old) = self.map.insert(id, conn) {
             // Ids are never reused; should one be, its stale entry must not linger.
@@ -81,6 +85,7 @@ impl ConnTable {
             let Some(c) = self.map.get_mut(&id) else {
                 continue; // removed since (its entry went with it)
             };
+            c.dirty = false;
             let now = c.peer.next_deadline();
             if now == c.indexed {
                 continue;

@@ -93,6 +93,8 @@ struct Conn {
     reads_in_flight: usize,
     /// The deadline this connection has in the Session's index (see `conns.rs`).
     indexed: Option<Instant>,
+    /// Listed in the index's dirty list (its deadline is re-read at the next refresh).
+    dirty: bool,
 }
 
 /// What to do after an event from a connection has been applied to the torrent (the event
@@ -473,6 +475,7 @@ impl Session {
                 joined: false,
                 reads_in_flight: 0,
                 indexed: None,
+                dirty: false,
             },
         );
         self.touched.insert(id);
@@ -1012,7 +1015,6 @@ impl Session {
             {
                 return;
             }
-            let peer_config = self.peer_config();
             let Some(t) = self.torrents.get_mut(&id) else {
                 return;
             };
@@ -1022,6 +1024,11 @@ impl Session {
                 return;
             }
             let Some(addr) = t.peers.next_to_connect(now) else {
+                return;
+            };
+            // Built only now (it clones strings): this runs after every input.
+            let peer_config = self.peer_config();
+            let Some(t) = self.torrents.get_mut(&id) else {
                 return;
             };
             let id_conn = ConnId(self.next_conn);
@@ -1040,6 +1047,7 @@ impl Session {
                     joined: false,
                     reads_in_flight: 0,
                     indexed: None,
+                    dirty: false,
                 },
             );
             self.half_open += 1;
