@@ -95,22 +95,30 @@ fn free_riders_get_less_than_contributors() {
         riders.completed + normal.completed,
         riders.nodes + normal.nodes
     );
-    let (fr, co) = (
-        riders.completion_s.as_ref().unwrap(),
-        normal.completion_s.as_ref().unwrap(),
-    );
     // Tit-for-tat: contributors are served first; free-riders live on the seed and
-    // optimistic unchokes.
-    assert!(
-        fr.p50 > co.p50,
-        "free-riders' median {:.1}s is not slower than contributors' {:.1}s",
-        fr.p50,
-        co.p50
-    );
+    // optimistic unchokes. With 4 free-riders one run's medians are noisy (either group can
+    // win by a second on an unlucky seed), so the claims are on five seeds together.
     let rate = |g: &hive_sim::report::GroupSummary| {
         g.downloaded_bytes as f64 / f64::from(g.nodes) / g.completion_s.as_ref().unwrap().p50
     };
-    assert!(rate(riders) < rate(normal));
+    let (mut gaps, mut rates) = (Vec::new(), (0.0, 0.0));
+    for seed in 1..=5 {
+        let s = Summary::of(&run(builtin("free-riders", &knobs).unwrap(), seed));
+        let (riders, normal) = (group(&s, "free-riders"), group(&s, "leechers"));
+        let p50 = |g: &hive_sim::report::GroupSummary| g.completion_s.as_ref().unwrap().p50;
+        gaps.push(p50(riders) - p50(normal));
+        rates.0 += rate(riders);
+        rates.1 += rate(normal);
+    }
+    let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+    assert!(
+        mean > 0.0,
+        "free-riders' medians are not slower than contributors' on average: {gaps:?}"
+    );
+    assert!(
+        rates.0 < rates.1,
+        "free-riders download faster than contributors: {rates:?}"
+    );
     insta::assert_snapshot!(printed(&r));
 }
 

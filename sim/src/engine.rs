@@ -1,4 +1,5 @@
-//! The discrete-event engine: a virtual clock, a priority queue of (time, sequence, event),
+//! The discrete-event engine: a virtual clock, a priority queue of (time, sequence, event)
+//! (a radix heap, `queue.rs`),
 //! node deadlines in an ordered set keyed by (deadline, node), and nodes that are plain
 //! `hive_core::session::Session`s. Each step takes the earliest of the queue head and the
 //! first node deadline (the queue wins a tie), so a step costs O(log n) whatever the number
@@ -18,6 +19,10 @@
 //!   the previous segment of the same pipe (jitter never reorders a connection).
 //!
 //! So the slower end sets the pace, a node's connections share its links, and latency adds.
+//! A short write (at most `COALESCE`, 1 KiB) to a connection whose last segment has not
+//! started to leave the uplink yet joins that segment instead (its bytes are still charged to
+//! both links), as TCP sends bytes that wait in one socket buffer together: a node whose
+//! uplink is busy with blocks sends its `have`s in batches, not one segment each.
 //! A connection's socket buffer holds the bytes that have not yet left the slower link; while
 //! it holds `send_buffer` bytes or more the sender's `Transmit` is not answered (the bytes stay
 //! in the Session, whose own watermark then stops disk reads), and when it drains to half the
@@ -37,7 +42,7 @@
 //! piece is also assembled and hashed with SHA-1, and the two verdicts must agree). A
 //! corrupt-data node serves flipped bytes, so its victims' hash checks really fail.
 
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
@@ -54,6 +59,7 @@ use hive_core::session::{
 use hive_core::time::Instant;
 use hive_core::wire::{BlockRequest, DecoderLimits, FrameDecoder, HANDSHAKE_LEN, Message};
 
+use crate::queue::Queue;
 use crate::record::Recorder;
 use crate::scenario::{Behaviour, GroupSpec, RunSpec, Scenario, TrackerKind};
 use crate::trace::Trace;
@@ -138,22 +144,58 @@ enum Ev {
 enum Payload {
     Inline(u8, [u8; INLINE]),
     Shared(Bytes),
+    /// Short writes coalesced into one segment (see [`COALESCE`]).
+    Joined(Vec<u8>),
 }
 
 const INLINE: usize = 38;
+
+/// A write of at most this many bytes joins the connection's previous segment when that one
+/// has not started to leave the sender yet and stays this small: the bytes wait in the same
+/// socket buffer, and TCP would send them in the same packets. Without this, every `have` a
+/// node sends while its uplink is busy with blocks (a flash crowd: all the time) would be a
+/// segment and an event of its own.
+const COALESCE: usize = 1024;
 
 impl Payload {
     fn as_slice(&self) -> &[u8] {
         match self {
             Payload::Inline(n, b) => &b[..usize::from(*n)],
             Payload::Shared(b) => b,
+            Payload::Joined(v) => v,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn append(&mut self, more: &[u8]) {
+        match self {
+            Payload::Inline(n, b) if usize::from(*n) + more.len() <= INLINE => {
+                let at = usize::from(*n);
+                b[at..at + more.len()].copy_from_slice(more);
+                *n += more.len() as u8;
+            }
+            Payload::Joined(v) => v.extend_from_slice(more),
+            other => {
+                let mut v = Vec::with_capacity(2 * (other.len() + more.len()));
+                v.extend_from_slice(other.as_slice());
+                v.extend_from_slice(more);
+                *other = Payload::Joined(v);
+            }
         }
     }
 }
 
-/// A queue key: (time, sequence number, slot of the event). Small, so heap moves are cheap;
-/// the events themselves wait in a slab.
-type Key = std::cmp::Reverse<(u64, u64, u32)>;
+/// The last segment of a pipe, while more bytes may still join it.
+#[derive(Clone, Copy, Debug)]
+struct Tail {
+    /// Its event's slab slot.
+    slot: u32,
+    /// When it starts to leave the sender's uplink.
+    start: u64,
+}
 
 /// One direction of a connection, owned by the sending end.
 #[derive(Debug)]
@@ -170,6 +212,8 @@ struct End {
     /// A wake-up is queued for this time (`u64::MAX`: none).
     wake_at: u64,
     last_arrival: u64,
+    /// The pipe's last segment (joinable while `start` is in the future).
+    tail: Option<Tail>,
     /// Handshake bytes still to skip before frames.
     skip: usize,
     decoder: FrameDecoder,
@@ -188,6 +232,7 @@ impl End {
             blocked: false,
             wake_at: u64::MAX,
             last_arrival: 0,
+            tail: None,
             skip: HANDSHAKE_LEN,
             decoder: FrameDecoder::new(limits),
             announced: None,
@@ -387,7 +432,8 @@ pub struct Engine {
     opts: RunOptions,
     now: u64,
     seq: u64,
-    heap: BinaryHeap<Key>,
+    /// (time, sequence) -> slab slot; the events themselves wait in the slab.
+    heap: Queue,
     slab: Vec<Option<Ev>>,
     free_slots: Vec<u32>,
     deadlines: BTreeSet<(u64, u32)>,
@@ -528,7 +574,7 @@ impl Engine {
         let mut e = Engine {
             now: 0,
             seq: 0,
-            heap: BinaryHeap::new(),
+            heap: Queue::default(),
             slab: Vec::new(),
             free_slots: Vec::new(),
             deadlines: BTreeSet::new(),
@@ -641,7 +687,7 @@ impl Engine {
         Ok(e)
     }
 
-    fn push(&mut self, at: u64, ev: Ev) {
+    fn push(&mut self, at: u64, ev: Ev) -> u32 {
         self.seq += 1;
         let slot = match self.free_slots.pop() {
             Some(k) => {
@@ -653,18 +699,19 @@ impl Engine {
                 (self.slab.len() - 1) as u32
             }
         };
-        self.heap.push(std::cmp::Reverse((at, self.seq, slot)));
+        self.heap.push(at, self.seq, slot);
+        slot
     }
 
     fn pop(&mut self) -> Option<Ev> {
-        let std::cmp::Reverse((_, _, slot)) = self.heap.pop()?;
+        let (_, slot) = self.heap.pop()?;
         self.free_slots.push(slot);
         self.slab[slot as usize].take()
     }
 
-    fn peek_event(&self) -> Option<&Ev> {
-        let std::cmp::Reverse((_, _, slot)) = self.heap.peek()?;
-        self.slab[*slot as usize].as_ref()
+    fn peek_event(&mut self) -> Option<&Ev> {
+        let (_, slot) = self.heap.peek()?;
+        self.slab[slot as usize].as_ref()
     }
 
     fn done(&self) -> bool {
@@ -708,7 +755,7 @@ impl Engine {
             if self.lost_since.is_some_and(|t| self.now >= t + LOST_GRACE) {
                 break;
             }
-            let q = self.heap.peek().map(|k| k.0.0);
+            let q = self.heap.peek().map(|k| k.0);
             let d = self.deadlines.first().copied();
             let from_queue = match (q, d) {
                 (Some(q), Some((d, _))) => q <= d,
@@ -1453,7 +1500,9 @@ impl Engine {
                 }
                 self.push(synack, Ev::SynAck(r));
             }
-            Err(_) => self.push(now + path, Ev::Refused(r)),
+            Err(_) => {
+                self.push(now + path, Ev::Refused(r));
+            }
         }
         self.settle(j, s);
     }
@@ -1603,10 +1652,30 @@ impl Engine {
                 0
             };
             let e = &mut self.links[r.id as usize].ends[side];
-            let at = (left_at + path + extra).max(e.last_arrival);
-            e.last_arrival = at;
             e.unsent.push_back((left_at, len as u32));
             e.unsent_bytes += len;
+            if single && n <= COALESCE {
+                // Join the previous segment if it still waits for the uplink (then its event
+                // is still queued: it arrives after it starts) and stays small.
+                let joined = e.tail.filter(|t| t.start > now).and_then(|t| {
+                    match self.slab.get_mut(t.slot as usize) {
+                        Some(Some(Ev::Data(to, _, p))) if *to == r && p.len() + n <= COALESCE => {
+                            Some(p)
+                        }
+                        _ => None,
+                    }
+                });
+                if let Some(p) = joined {
+                    let bytes = match &shared {
+                        None => &self.tx_buf[..n],
+                        Some(data) => &data[..],
+                    };
+                    p.append(bytes);
+                    continue;
+                }
+            }
+            let at = (left_at + path + extra).max(e.last_arrival);
+            e.last_arrival = at;
             let payload = match &mut shared {
                 None => {
                     let mut b = [0u8; INLINE];
@@ -1616,7 +1685,8 @@ impl Engine {
                 Some(data) if single => Payload::Shared(std::mem::take(data)),
                 Some(data) => Payload::Shared(data.slice(cut..end)),
             };
-            self.push(at, Ev::Data(r, (1 - side) as u8, payload));
+            let slot = self.push(at, Ev::Data(r, (1 - side) as u8, payload));
+            self.links[r.id as usize].ends[side].tail = Some(Tail { slot, start });
         }
         self.segs = segs;
         if let Some(limit) = self.nodes[i as usize].upload_limit_bytes {

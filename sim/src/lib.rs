@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod engine;
+mod queue;
 pub mod record;
 pub mod replay;
 pub mod report;

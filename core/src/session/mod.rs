@@ -35,6 +35,7 @@
 //!
 //! The torrent-level invariants are written down in `torrent.rs`.
 
+mod conns;
 mod torrent;
 mod types;
 
@@ -51,7 +52,7 @@ use crate::bitfield::Bitfield;
 use crate::choker::{ChokeDecision, Choker, Mode, PeerStats};
 use crate::limit::TokenBucket;
 use crate::metainfo::Metainfo;
-use crate::peer::{PeerConn, PeerEvent, TorrentInfo};
+use crate::peer::{ExtensionHandshake, PeerConn, PeerEvent, TorrentInfo};
 use crate::peer_list::{DisconnectReason, PeerList, PeerSource};
 use crate::picker::{
     BLOCK_SIZE, BlockOutcome, PeerKey, PeerSet, Picker, PieceStatus, VerifyOutcome,
@@ -61,6 +62,7 @@ use crate::rng::Rng;
 use crate::time::Instant;
 use crate::wire::BlockRequest;
 
+use conns::ConnTable;
 use torrent::Torrent;
 pub use types::{
     ConnId, Event, Input, LeaveReason, Output, PeerSnapshot, PieceView, SessionConfig,
@@ -89,6 +91,10 @@ struct Conn {
     joined: bool,
     /// Disk reads under way for this peer.
     reads_in_flight: usize,
+    /// The deadline this connection has in the Session's index (see `conns.rs`).
+    indexed: Option<Instant>,
+    /// Listed in the index's dirty list (its deadline is re-read at the next refresh).
+    dirty: bool,
 }
 
 /// What to do after an event from a connection has been applied to the torrent (the event
@@ -111,6 +117,8 @@ enum FollowUp {
     Interest,
     /// The peer queued a request: serve it.
     Serve,
+    /// The peer said it only uploads now (BEP 21 `upload_only`).
+    UploadOnly,
     /// A block was accepted.
     Block {
         piece: u32,
@@ -131,7 +139,7 @@ pub struct Session {
     now: Instant,
     torrents: BTreeMap<TorrentId, Torrent>,
     by_info_hash: BTreeMap<[u8; 20], TorrentId>,
-    conns: BTreeMap<ConnId, Conn>,
+    conns: ConnTable,
     next_conn: u64,
     next_torrent: u32,
     half_open: usize,
@@ -178,7 +186,7 @@ impl Session {
             now,
             torrents: BTreeMap::new(),
             by_info_hash: BTreeMap::new(),
-            conns: BTreeMap::new(),
+            conns: ConnTable::default(),
             next_conn: 0,
             next_torrent: 0,
             half_open: 0,
@@ -466,6 +474,8 @@ impl Session {
                 key: PeerKey(0),
                 joined: false,
                 reads_in_flight: 0,
+                indexed: None,
+                dirty: false,
             },
         );
         self.touched.insert(id);
@@ -558,11 +568,14 @@ impl Session {
                 }
             }
         }
-        for (id, c) in &self.conns {
-            c.peer
-                .check_bounds()
-                .map_err(|e| format!("conn {id:?}: {e}"))?;
+        for id in self.conns.keys() {
+            if let Some(c) = self.conns.get(id) {
+                c.peer
+                    .check_bounds()
+                    .map_err(|e| format!("conn {id:?}: {e}"))?;
+            }
         }
+        self.conns.check_index()?;
         let connecting = self.conns.values().filter(|c| c.connecting).count();
         if connecting != self.half_open {
             return Err(format!(
@@ -668,7 +681,8 @@ impl Session {
         if let Some(out) = self.outputs.pop_front() {
             return out;
         }
-        let conns = self.conn_deadline();
+        self.conns.refresh();
+        let conns = self.conns.earliest();
         self.conn_timers_at = conns;
         Output::Timeout(self.deadline_with(conns))
     }
@@ -698,16 +712,7 @@ impl Session {
 
     /// When the session next needs [`Input::Timeout`] (also returned by the drain).
     pub fn next_deadline(&self) -> Instant {
-        self.deadline_with(self.conn_deadline())
-    }
-
-    /// The earliest of the connections' own deadlines.
-    fn conn_deadline(&self) -> Instant {
-        self.conns
-            .values()
-            .filter_map(|c| c.peer.next_deadline())
-            .min()
-            .unwrap_or(Instant::MAX)
+        self.deadline_with(self.conns.earliest())
     }
 
     fn deadline_with(&self, conns: Instant) -> Instant {
@@ -900,20 +905,15 @@ impl Session {
     /// Runs everything that is due at `now` and flushes per-connection outputs. Called after
     /// every input and command, so the outputs reflect the whole new state.
     fn run_timers(&mut self, now: Instant) {
-        // Connections' own timers (keep-alive, request and handshake timeouts). The scan is
-        // O(connections), so it is skipped until the earliest deadline seen by the last drain:
-        // a deadline that an input moved earlier makes that drain end in "now", and the
-        // driver's Timeout at the same instant runs the scan.
+        // Connections' own timers (keep-alive, request and handshake timeouts), from the
+        // deadline index. They run only once the earliest deadline seen by the last drain has
+        // come: a deadline that an input moved earlier makes that drain end in "now", and the
+        // driver's Timeout at the same instant runs them.
         if now < self.conn_timers_at {
             self.run_other_timers(now);
             return;
         }
-        let due: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.peer.next_deadline().is_some_and(|d| d <= now))
-            .map(|(id, _)| *id)
-            .collect();
+        let due = self.conns.due(now);
         for id in due {
             self.on_conn_timeout(now, id);
         }
@@ -1022,7 +1022,6 @@ impl Session {
             {
                 return;
             }
-            let peer_config = self.peer_config();
             let Some(t) = self.torrents.get_mut(&id) else {
                 return;
             };
@@ -1032,6 +1031,11 @@ impl Session {
                 return;
             }
             let Some(addr) = t.peers.next_to_connect(now) else {
+                return;
+            };
+            // Built only now (it clones strings): this runs after every input.
+            let peer_config = self.peer_config();
+            let Some(t) = self.torrents.get_mut(&id) else {
                 return;
             };
             let id_conn = ConnId(self.next_conn);
@@ -1049,6 +1053,8 @@ impl Session {
                     key,
                     joined: false,
                     reads_in_flight: 0,
+                    indexed: None,
+                    dirty: false,
                 },
             );
             self.half_open += 1;
@@ -1192,6 +1198,18 @@ impl Session {
                 }
             }
             FollowUp::Serve => self.serve(now, id),
+            FollowUp::UploadOnly => {
+                // Neither end downloads from the other: nothing to trade.
+                let finished = self
+                    .conns
+                    .get(&id)
+                    .and_then(|c| c.torrent)
+                    .and_then(|tid| self.torrents.get(&tid))
+                    .is_some_and(|t| t.picker.is_finished());
+                if finished && self.config.drop_seeds_when_complete {
+                    self.close_conn(now, id, "both ends only upload".into());
+                }
+            }
             FollowUp::Block {
                 piece,
                 cancel,
@@ -1561,12 +1579,19 @@ impl Session {
                 }));
                 let ids: Vec<ConnId> = t.conns.iter().copied().collect();
                 let finished = t.picker.is_finished();
+                let redundant = self.config.send_redundant_have;
                 for id in &ids {
+                    // A peer that announced the piece gets no `have` (see
+                    // `SessionConfig::send_redundant_have`): its interest in us cannot change.
+                    let wants_have = self.conns.get(id).is_some_and(|c| {
+                        c.joined && (redundant || !c.peer.peer_pieces().get(piece))
+                    });
+                    if !wants_have {
+                        continue;
+                    }
                     if let Some(c) = self.conns.get_mut(id) {
-                        if c.joined {
-                            let _ = c.peer.send_have(now, piece);
-                            self.touched.insert(*id);
-                        }
+                        let _ = c.peer.send_have(now, piece);
+                        self.touched.insert(*id);
                     }
                 }
                 for id in &ids {
@@ -1614,20 +1639,36 @@ impl Session {
             t.announcer.torrent_completed(now);
         }
         t.choke_dirty = true;
-        if self.config.drop_seeds_when_complete {
-            let seeds: Vec<ConnId> = t
-                .conns
-                .iter()
-                .copied()
-                .filter(|c| {
-                    self.conns
-                        .get(c)
-                        .is_some_and(|conn| conn.joined && t.picker.is_seed(conn.key))
-                })
-                .collect();
-            for c in seeds {
-                self.close_conn(now, c, "both ends are seeds".into());
+        let seed = t.picker.have().all();
+        let drop = self.config.drop_seeds_when_complete;
+        let ids: Vec<ConnId> = t.conns.iter().copied().collect();
+        let mut close = Vec::new();
+        for id in ids {
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            if !c.joined {
+                continue;
             }
+            if drop && t.picker.is_seed(c.key) {
+                close.push((id, "both ends are seeds"));
+            } else if drop && c.peer.peer_upload_only() {
+                close.push((id, "both ends only upload"));
+            } else if seed {
+                // BEP 21: say that we only upload now. Our peers cannot tell from our haves
+                // alone (none is sent for a piece the peer already had), and a peer that is a
+                // seed too then closes: nothing to trade.
+                let only = ExtensionHandshake {
+                    upload_only: Some(true),
+                    ..ExtensionHandshake::default()
+                };
+                // A failed send closes the connection; flush_touched reports it.
+                let _ = c.peer.send_extension_handshake(now, &only);
+                self.touched.insert(id);
+            }
+        }
+        for (c, reason) in close {
+            self.close_conn(now, c, reason.into());
         }
     }
 
@@ -1776,6 +1817,7 @@ fn apply_event(
             }
             FollowUp::RequestEverywhere
         }
+        PeerEvent::ExtensionHandshake(hs) if hs.upload_only == Some(true) => FollowUp::UploadOnly,
         PeerEvent::RequestRefused { .. }
         | PeerEvent::Cancelled { .. }
         | PeerEvent::LateReject(_)

@@ -507,6 +507,35 @@ fn one_seed_five_leechers_trade_among_themselves() {
 }
 
 #[test]
+fn finished_leechers_drop_each_other() {
+    // Leechers do not send `have` for pieces a peer already has, so a finished leecher's
+    // peers cannot tell from haves alone that it is a seed; BEP 21 `upload_only` tells them,
+    // and two seeds have nothing to trade.
+    let mut net = Net::new(1024 * 1024, 16 * 1024, vec![]);
+    let seed = net.add_node(true, config());
+    let leechers: Vec<usize> = (0..4).map(|_| net.add_node(false, config())).collect();
+    for &l in &leechers {
+        net.connect(l, seed);
+        for &o in &leechers {
+            if o < l {
+                net.connect(l, o);
+            }
+        }
+    }
+    net.run_until(Duration::from_secs(600), |n| n.all_complete(&leechers));
+    // Let the last closes travel.
+    let settle = net.now + Duration::from_secs(5);
+    net.run_until(Duration::from_secs(700), |n| n.now >= settle);
+    for &l in &leechers {
+        assert_eq!(
+            net.nodes[l].session.connection_count(),
+            0,
+            "node {l} still has connections after everyone finished"
+        );
+    }
+}
+
+#[test]
 fn corrupt_peer_is_banned_and_pieces_refetched() {
     let mut net = Net::new(1024 * 1024, 16 * 1024, vec![]);
     let good = net.add_node(true, config());
@@ -1158,4 +1187,108 @@ fn uploads_resume_when_the_send_buffer_drains() {
         raw.session.handle_input(now, Input::Writable(ConnId(999))),
         Err(SessionError::UnknownConnection(_))
     ));
+}
+
+/// A leecher with two incoming peers: `a` has every piece and serves piece 0, `b` has none.
+/// Returns the bytes the leecher sent to each after piece 0 verified.
+fn have_traffic(redundant: bool) -> (Vec<u8>, Vec<u8>) {
+    let data = payload(2 * 16 * 1024, 1);
+    let meta = make_torrent(&data, 16 * 1024, vec![]);
+    let ih = *meta.info_hash().as_bytes();
+    let mut now = Instant::ZERO;
+    let mut s = Session::new(
+        SessionConfig {
+            send_redundant_have: redundant,
+            ..config()
+        },
+        7,
+        now,
+    );
+    let t = s.add_torrent(now, meta, None).unwrap();
+    drain_all(&mut s);
+    let mut hs = vec![19];
+    hs.extend_from_slice(b"BitTorrent protocol");
+    hs.extend_from_slice(&[0, 0, 0, 0, 0, 0x10, 0, 0x04]);
+    hs.extend_from_slice(&ih);
+    let a = s.accept(now, addr_of(50)).unwrap();
+    let b = s.accept(now, addr_of(51)).unwrap();
+    let mut sent: BTreeMap<ConnId, Vec<u8>> = BTreeMap::new();
+    let mut to_disk: Vec<Delivery> = Vec::new();
+    let drain =
+        |s: &mut Session, sent: &mut BTreeMap<ConnId, Vec<u8>>, to_disk: &mut Vec<Delivery>| loop {
+            match s.poll_output() {
+                Output::Timeout(_) => break,
+                Output::Transmit(c) => {
+                    let mut buf = Vec::new();
+                    s.poll_transmit(c, &mut buf);
+                    sent.entry(c).or_default().extend(buf);
+                }
+                Output::WriteBlock { torrent, block, .. } => {
+                    to_disk.push(Delivery::BlockWritten(torrent, block, Ok(())));
+                }
+                Output::VerifyPiece { torrent, piece } => {
+                    to_disk.push(Delivery::PieceVerified(torrent, piece, true));
+                }
+                _ => {}
+            }
+        };
+    drain(&mut s, &mut sent, &mut to_disk);
+    for (conn, id, first) in [
+        (a, b"-XX0001-aaaaaaaaaaaa", frame(0x0e, &[])),
+        (b, b"-XX0001-bbbbbbbbbbbb", frame(0x0f, &[])),
+    ] {
+        now = now + Duration::from_millis(1);
+        let mut bytes = hs.clone();
+        bytes.extend_from_slice(id);
+        bytes.extend(first); // a: have all, b: have none
+        s.handle_input(now, Input::Received(conn, &bytes)).unwrap();
+        drain(&mut s, &mut sent, &mut to_disk);
+    }
+    // `a` unchokes us; we ask it for blocks (piece 0 is one block).
+    now = now + Duration::from_millis(1);
+    s.handle_input(now, Input::Received(a, &frame(1, &[])))
+        .unwrap();
+    drain(&mut s, &mut sent, &mut to_disk);
+    let mut block = [0u32.to_be_bytes(), 0u32.to_be_bytes()].concat();
+    block.extend_from_slice(&data[..16 * 1024]);
+    now = now + Duration::from_millis(1);
+    s.handle_input(now, Input::Received(a, &frame(7, &block)))
+        .unwrap();
+    drain(&mut s, &mut sent, &mut to_disk);
+    // Answer the disk until the piece is verified.
+    while let Some(d) = to_disk.pop() {
+        let input = match &d {
+            Delivery::BlockWritten(t, bl, _) => Input::BlockWritten {
+                torrent: *t,
+                block: *bl,
+                result: Ok(()),
+            },
+            Delivery::PieceVerified(t, p, ok) => Input::PieceVerified {
+                torrent: *t,
+                piece: *p,
+                ok: *ok,
+            },
+            _ => unreachable!(),
+        };
+        s.handle_input(now, input).unwrap();
+        drain(&mut s, &mut sent, &mut to_disk);
+    }
+    assert_eq!(s.have(t).unwrap().count_ones(), 1, "piece 0 verified");
+    (
+        sent.remove(&a).unwrap_or_default(),
+        sent.remove(&b).unwrap_or_default(),
+    )
+}
+
+#[test]
+fn have_goes_only_to_peers_without_the_piece() {
+    let have0 = frame(4, &0u32.to_be_bytes());
+    let contains = |hay: &[u8]| hay.windows(have0.len()).any(|w| w == have0.as_slice());
+    let (to_a, to_b) = have_traffic(false);
+    assert!(!contains(&to_a), "a has every piece: no have for it");
+    assert!(contains(&to_b), "b lacks piece 0: it hears of it");
+    // With redundant haves on, the peer that has the piece hears of it too.
+    let (to_a, to_b) = have_traffic(true);
+    assert!(contains(&to_a));
+    assert!(contains(&to_b));
 }

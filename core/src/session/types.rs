@@ -388,6 +388,12 @@ pub struct SessionConfig {
     pub stats_interval: Duration,
     /// After completing, close connections to peers that are seeds too (nothing to trade).
     pub drop_seeds_when_complete: bool,
+    /// Send `have` for a new piece also to peers that announced it already. Off by default:
+    /// such a `have` tells the peer nothing it can use (it cannot want the piece from us), and
+    /// in a swarm where pieces spread fast about half of all `have`s are of this kind
+    /// (libtorrent has the same switch, `send_redundant_have`). On, peers see our progress
+    /// exactly, for statistics.
+    pub send_redundant_have: bool,
 }
 
 impl Default for SessionConfig {
@@ -407,6 +413,7 @@ impl Default for SessionConfig {
             peer_list: PeerListConfig::default(),
             stats_interval: Duration::from_secs(1),
             drop_seeds_when_complete: true,
+            send_redundant_have: false,
         }
     }
 }
