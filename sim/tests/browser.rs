@@ -115,3 +115,155 @@ fn replay_in_a_real_browser() {
     browser.screenshot(&png);
     eprintln!("screenshot: {}", png.display());
 }
+
+/// A synthetic record (format version 1, see README "Records") of a seed, node 0, with
+/// `peers` connections whose rates and choke flags change every second for 60 s: the page's
+/// worst case, every peer's edge and label updated at each sample. (The simulator's own swarms
+/// give a node at most about 125 connections: a client asks the tracker for 50 peers.)
+fn synthetic_record(path: &std::path::Path, peers: u32) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let header = serde_json::json!({
+        "format": "hive-sim-record", "version": 1, "scenario": "page-bench", "seed": 1,
+        "nodes": peers + 1, "sample_every_us": 1_000_000,
+        "groups": [
+            {"name": "seed", "count": 1, "first": 0, "seed": true},
+            {"name": "leechers", "count": peers, "first": 1, "seed": false}
+        ],
+        "torrent": {"name": "payload.bin", "info_hash": "00".repeat(20), "size": 33_554_432u64,
+                    "piece_length": 65_536, "pieces": 512, "files": 1, "private": false}
+    });
+    writeln!(out, "{header}").unwrap();
+    writeln!(out, r#"{{"t":0,"n":0,"k":"arrive","seed":true}}"#).unwrap();
+    for i in 1..=peers {
+        let t = u64::from(i) * 1000;
+        writeln!(out, r#"{{"t":{t},"n":{i},"k":"arrive","seed":false}}"#).unwrap();
+        let addr = format!("10.0.{}.{}:49153", i / 250, i % 250 + 1);
+        let c = i - 1;
+        writeln!(
+            out,
+            r#"{{"t":{},"n":0,"k":"join","c":{c},"peer":{i},"addr":"{addr}"}}"#,
+            t + 500
+        )
+        .unwrap();
+    }
+    let mut uploaded = 0u64;
+    for sec in 1..=60u64 {
+        let conns: Vec<serde_json::Value> = (0..peers)
+            .map(|c| {
+                let c64 = u64::from(c);
+                // Flags: 8 it chokes us, 16 it is interested, 2 we choke it (4 in 5 peers).
+                let choked = (c64 + sec) % 5 != 0;
+                let flags = 8 + 16 + if choked { 2 } else { 0 };
+                let up = if choked {
+                    0
+                } else {
+                    (c64 * 7919 + sec * 104_729) % 300_000
+                };
+                serde_json::json!([c, flags, 0, up])
+            })
+            .collect();
+        let rate: u64 = conns.iter().map(|c| c[3].as_u64().unwrap()).sum();
+        uploaded += rate;
+        let line = serde_json::json!({
+            "t": sec * 1_000_000, "n": 0, "k": "s",
+            "tot": [0, uploaded, 0, 0, rate, peers, 0], "c": conns
+        });
+        writeln!(out, "{line}").unwrap();
+    }
+    writeln!(out, r#"{{"t":61000000,"k":"end","finished":false}}"#).unwrap();
+}
+
+/// Serves `record` with `hive-sim view` centred on node 0 from 5 s, playing at 1x.
+fn serve_record(record: &std::path::Path) -> (View, String) {
+    let mut view = View(
+        Command::new(env!("CARGO_BIN_EXE_hive-sim"))
+            .arg("view")
+            .arg(record)
+            .args([
+                "--ui",
+                "127.0.0.1:0",
+                "--node",
+                "0",
+                "--speed",
+                "1",
+                "--at",
+                "5s",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let line = read_line_with(&mut view.0, "replay view: http://");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+    (view, url)
+}
+
+/// Frames the page drew over `secs` while playing: (frames per second, longest frame in ms).
+fn frame_rate(browser: &Browser, secs: u64) -> (f64, f64) {
+    browser.exec(
+        "window.__gaps = []; let last = performance.now(); \
+         const tick = (t) => { window.__gaps.push(t - last); last = t; \
+         if (window.__gaps.length < 100000) requestAnimationFrame(tick); }; \
+         requestAnimationFrame(tick); return 0",
+    );
+    std::thread::sleep(std::time::Duration::from_secs(secs));
+    let v = browser.exec(
+        "const g = window.__gaps.slice(1); \
+         return [g.length, g.reduce((a, b) => a + b, 0), Math.max(...g)]",
+    );
+    let (n, total, worst) = (
+        v[0].as_f64().unwrap(),
+        v[1].as_f64().unwrap(),
+        v[2].as_f64().unwrap(),
+    );
+    (n * 1000.0 / total.max(1.0), worst)
+}
+
+/// The page's frame rate with 200+ peers around the node, against the same page with 10 peers
+/// in the same run (the reference). A benchmark, not a check: run it with
+/// `cargo test --release -p hive-sim --test browser -- --ignored --nocapture page_frame_rate`.
+#[test]
+#[ignore = "benchmark: prints frame rates, takes about a minute"]
+fn page_frame_rate_with_200_peers() {
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    let mut rows = Vec::new();
+    for peers in [10, 200] {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("synthetic.rec");
+        synthetic_record(&record, peers);
+        let (_view, url) = serve_record(&record);
+        browser.goto(&url);
+        let peers = browser.wait_for(
+            "peers in the SVG",
+            &format!(
+                "const n = document.querySelectorAll('#peers g.peer').length; \
+                 return n >= {peers} ? n : 0"
+            ),
+        );
+        // Let the layout settle, then count frames while the replay plays.
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let (fps, worst) = frame_rate(&browser, 8);
+        let png = screenshot_path(&format!("replay-{}-peers.png", peers));
+        browser.screenshot(&png);
+        rows.push((peers.as_u64().unwrap(), fps, worst));
+    }
+    eprintln!("\npeers drawn   frames/s   worst frame");
+    for (peers, fps, worst) in &rows {
+        eprintln!("{peers:>11} {fps:>10.1} {worst:>10.1} ms");
+    }
+    let (reference, crowded) = (rows[0].1, rows[1].1);
+    eprintln!(
+        "frame rate with {} peers = {:.2} x the rate with {} (same browser, same run)",
+        rows[1].0,
+        crowded / reference,
+        rows[0].0
+    );
+}
