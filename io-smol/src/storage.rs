@@ -61,7 +61,6 @@ struct DiskFile {
 struct Handles {
     /// Per file: its open handle and when it was last used (`tick`).
     open: Vec<Option<(Arc<File>, u64)>>,
-    open_count: usize,
     tick: u64,
     /// Per file: written since the last `sync`.
     dirty: Vec<bool>,
@@ -101,6 +100,7 @@ impl Storage {
         })?;
         let mut files = Vec::with_capacity(meta.files().len());
         let mut handles = Handles::default();
+        let mut kept_open = 0;
         for entry in meta.files() {
             let mut path = root.to_path_buf();
             for part in entry.path() {
@@ -130,7 +130,9 @@ impl Storage {
             }
             let file = open_inside(&canonical_root, &path, true)?;
             // Keep the first handles open; the rest are reopened when first used.
-            handles.push((handles.open_count < MAX_OPEN_FILES).then(|| Arc::new(file)));
+            let keep = kept_open < MAX_OPEN_FILES;
+            kept_open += usize::from(keep);
+            handles.push(keep.then(|| Arc::new(file)));
             files.push(DiskFile {
                 on_disk: true,
                 path,
@@ -358,18 +360,22 @@ impl Storage {
             *used = tick;
             return Ok(existing.clone());
         }
-        if h.open_count >= MAX_OPEN_FILES {
-            let oldest = (0..h.open.len())
-                .filter_map(|j| h.open[j].as_ref().map(|(_, used)| (*used, j)))
-                .min();
+        // One scan on a reopen (a syscall anyway): how many are open, and the oldest.
+        let open = h
+            .open
+            .iter()
+            .enumerate()
+            .filter_map(|(j, slot)| slot.as_ref().map(|(_, used)| (*used, j)));
+        let (count, oldest) = open.fold((0, None), |(n, old): (usize, Option<(u64, usize)>), e| {
+            (n + 1, Some(old.map_or(e, |o| o.min(e))))
+        });
+        if count >= MAX_OPEN_FILES {
             if let Some((_, j)) = oldest {
                 // Closed when the last thread using it drops its clone.
                 h.open[j] = None;
-                h.open_count -= 1;
             }
         }
         h.open[i] = Some((file.clone(), tick));
-        h.open_count += 1;
         Ok(file)
     }
 
@@ -409,9 +415,6 @@ impl Storage {
 impl Handles {
     /// Adds the next file, open or not.
     fn push(&mut self, file: Option<Arc<File>>) {
-        if file.is_some() {
-            self.open_count += 1;
-        }
         self.open.push(file.map(|f| (f, 0)));
         self.dirty.push(false);
     }
@@ -556,8 +559,7 @@ mod tests {
         let s = Storage::open(dir.path(), &meta).unwrap();
         let open = |s: &Storage| {
             let h = s.lock();
-            assert_eq!(h.open.iter().flatten().count(), h.open_count);
-            h.open_count
+            h.open.iter().flatten().count()
         };
         assert!(open(&s) <= MAX_OPEN_FILES);
         for p in 0..meta.piece_count() {
