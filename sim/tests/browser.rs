@@ -48,22 +48,7 @@ fn replay_in_a_real_browser() {
     let r = e.run().unwrap();
     assert!(r.failures.is_empty(), "{:?}", r.failures);
 
-    let mut view = View(
-        Command::new(env!("CARGO_BIN_EXE_hive-sim"))
-            .arg("view")
-            .arg(&rec)
-            .args(["--ui", "127.0.0.1:0", "--node", "3", "--speed", "2"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let line = read_line_with(&mut view.0, "replay view: http://");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_owned();
+    let (_view, url) = serve_record(&rec, &["--node", "3", "--speed", "2"]);
 
     browser.goto(&url);
     // The replay bar is shown and the node's peers are drawn around it.
@@ -174,22 +159,15 @@ fn synthetic_record(path: &std::path::Path, peers: u32) {
     writeln!(out, r#"{{"t":61000000,"k":"end","finished":false}}"#).unwrap();
 }
 
-/// Serves `record` with `hive-sim view` centred on node 0 from 5 s, playing at 1x.
-fn serve_record(record: &std::path::Path) -> (View, String) {
+/// Serves `record` with `hive-sim view` on a free loopback port, with `args` (node, speed,
+/// start); returns the process (killed when dropped) and the page's URL.
+fn serve_record(record: &std::path::Path, args: &[&str]) -> (View, String) {
     let mut view = View(
         Command::new(env!("CARGO_BIN_EXE_hive-sim"))
             .arg("view")
             .arg(record)
-            .args([
-                "--ui",
-                "127.0.0.1:0",
-                "--node",
-                "0",
-                "--speed",
-                "1",
-                "--at",
-                "5s",
-            ])
+            .args(["--ui", "127.0.0.1:0"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -239,7 +217,7 @@ fn page_frame_rate_with_200_peers() {
         let dir = tempfile::tempdir().unwrap();
         let record = dir.path().join("synthetic.rec");
         synthetic_record(&record, peers);
-        let (_view, url) = serve_record(&record);
+        let (_view, url) = serve_record(&record, &["--node", "0", "--speed", "1", "--at", "5s"]);
         browser.goto(&url);
         let peers = browser.wait_for(
             "peers in the SVG",

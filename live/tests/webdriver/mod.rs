@@ -151,34 +151,22 @@ impl Browser {
         } else {
             self.url(path)
         };
-        let mut r = self
+        let r = self
             .agent
             .post(&url)
             .header("Content-Type", "application/json")
             .send(body.to_string())
             .unwrap_or_else(|e| panic!("WebDriver {path}: {e}"));
-        let text = r
-            .body_mut()
-            .with_config()
-            .limit(64 << 20)
-            .read_to_string()
-            .unwrap();
-        Self::check(path, &text)
+        Self::check(path, &read_body(r))
     }
 
     fn get(&self, path: &str) -> Value {
-        let mut r = self
+        let r = self
             .agent
             .get(self.url(path))
             .call()
             .unwrap_or_else(|e| panic!("WebDriver {path}: {e}"));
-        let text = r
-            .body_mut()
-            .with_config()
-            .limit(64 << 20)
-            .read_to_string()
-            .unwrap();
-        Self::check(path, &text)
+        Self::check(path, &read_body(r))
     }
 
     /// Opens `url`.
@@ -302,4 +290,13 @@ pub fn read_line_with(child: &mut Child, needle: &str) -> String {
 fn base64_decodes() {
     assert_eq!(base64_decode("aGl2ZQ=="), b"hive");
     assert_eq!(base64_decode("aGl2ZXM="), b"hives");
+}
+
+/// A WebDriver reply's body (screenshots are megabytes of base64, past ureq's default limit).
+fn read_body(mut r: ureq::http::Response<ureq::Body>) -> String {
+    r.body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_string()
+        .unwrap()
 }
