@@ -156,6 +156,8 @@ pub struct Session {
     /// Removing torrents give up on their `stopped` announces at this time.
     remove_deadlines: BTreeMap<TorrentId, Instant>,
     scratch: Vec<BlockRequest>,
+    /// Reused for lists of connections (no allocation per verified piece).
+    id_scratch: Vec<ConnId>,
     choke_decision: ChokeDecision<ConnId>,
     choke_stats: Vec<PeerStats<ConnId>>,
     /// The earliest connection deadline when the last drain ended (see `run_timers`).
@@ -199,6 +201,7 @@ impl Session {
             shutdown_reported: false,
             remove_deadlines: BTreeMap::new(),
             scratch: Vec::new(),
+            id_scratch: Vec::new(),
             choke_decision: ChokeDecision::new(),
             choke_stats: Vec::new(),
             conn_timers_at: Instant::ZERO,
@@ -303,6 +306,7 @@ impl Session {
             next_stats: now,
             completed_announced: false,
             choke_dirty: false,
+            choke_slots_free: true,
         };
         let mut torrent = torrent;
         torrent.recount_left();
@@ -862,7 +866,8 @@ impl Session {
         t.conns.remove(&id);
         t.by_key.remove(&conn.key);
         t.picker.peer_gone(conn.key);
-        t.choke_dirty = true;
+        // Only a peer holding a slot frees one when it leaves.
+        t.choke_dirty |= !conn.peer.am_choking();
         if conn.peer.is_outgoing() {
             if reason == LeaveReason::ConnectFailed {
                 t.peers.connect_failed(conn.addr, now);
@@ -1191,10 +1196,15 @@ impl Session {
                 }
             }
             FollowUp::Interest => {
-                if let Some(tid) = self.conns.get(&id).and_then(|c| c.torrent) {
-                    if let Some(t) = self.torrents.get_mut(&tid) {
-                        t.choke_dirty = true;
-                    }
+                let Some(c) = self.conns.get(&id) else {
+                    return;
+                };
+                if let Some(t) = c.torrent.and_then(|tid| self.torrents.get_mut(&tid)) {
+                    // An interim call only frees the slot of a peer that lost interest and
+                    // fills free slots: with every slot taken, a choked peer's interest
+                    // changes nothing until the next round.
+                    t.choke_dirty |=
+                        !c.peer.am_choking() || (c.peer.peer_interested() && t.choke_slots_free);
                 }
             }
             FollowUp::Serve => self.serve(now, id),
@@ -1331,7 +1341,8 @@ impl Session {
             addr,
             client,
         }));
-        t.choke_dirty = true;
+        // A new peer is not interested yet: the choker has nothing to do until it is (its
+        // `interested` is an interest change, below).
         if let Err(reason) = sent {
             self.close_conn(now, id, reason.to_string());
         }
@@ -1577,26 +1588,36 @@ impl Session {
                     torrent: tid,
                     piece,
                 }));
-                let ids: Vec<ConnId> = t.conns.iter().copied().collect();
                 let finished = t.picker.is_finished();
                 let redundant = self.config.send_redundant_have;
-                for id in &ids {
-                    // A peer that announced the piece gets no `have` (see
-                    // `SessionConfig::send_redundant_have`): its interest in us cannot change.
-                    let wants_have = self.conns.get(id).is_some_and(|c| {
-                        c.joined && (redundant || !c.peer.peer_pieces().get(piece))
-                    });
-                    if !wants_have {
+                // One pass over the peers. Our interest can only have changed in peers that
+                // hold the piece (it was one we wanted from them); only peers without it get a
+                // `have` (see `SessionConfig::send_redundant_have`): their interest in us
+                // cannot change.
+                let mut holders = std::mem::take(&mut self.id_scratch);
+                holders.clear();
+                for id in &t.conns {
+                    let Some(c) = self.conns.get(id) else {
+                        continue;
+                    };
+                    if !c.joined {
                         continue;
                     }
-                    if let Some(c) = self.conns.get_mut(id) {
-                        let _ = c.peer.send_have(now, piece);
-                        self.touched.insert(*id);
+                    let has = c.peer.peer_pieces().get(piece);
+                    if has {
+                        holders.push(*id);
+                    }
+                    if redundant || !has {
+                        if let Some(c) = self.conns.get_mut(id) {
+                            let _ = c.peer.send_have(now, piece);
+                            self.touched.insert(*id);
+                        }
                     }
                 }
-                for id in &ids {
+                for id in &holders {
                     self.update_interest(now, *id);
                 }
+                self.id_scratch = holders;
                 if finished {
                     self.on_complete(now, tid);
                 }
@@ -1692,7 +1713,13 @@ impl Session {
         self.close_torrent_conns(now, tid, "torrent stopped by a disk error");
     }
 
-    /// A choke round when due (every 10 s) or when peers came, went or changed interest.
+    /// A choke round when due (every 10 s), or an interim call when something happened that
+    /// one could act on: a peer holding a slot left or lost interest, or a peer became
+    /// interested while a slot was free (`choke_dirty`). Anything else would leave the
+    /// decision as it is, so the call is skipped: in a large swarm peers change interest all
+    /// the time, and every call reads every connection's rates. One consequence: a holder that
+    /// becomes snubbed keeps its slot until the next round (libtorrent, too, checks snubbing
+    /// once a round).
     fn rechoke(&mut self, now: Instant, tid: TorrentId, force: bool) {
         let Some(t) = self.torrents.get_mut(&tid) else {
             return;
@@ -1718,6 +1745,9 @@ impl Session {
         t.choker
             .rechoke_into(now, mode, &self.choke_stats, &mut self.choke_decision);
         let decision = std::mem::take(&mut self.choke_decision);
+        let cfg = t.choker.config();
+        t.choke_slots_free = decision.regular.len() < cfg.regular_slots
+            || decision.optimistic.len() < cfg.optimistic_slots;
         for id in &decision.choke {
             if let Some(c) = self.conns.get_mut(id) {
                 let _ = c.peer.send_choke(now);

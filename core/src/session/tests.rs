@@ -1292,3 +1292,32 @@ fn have_goes_only_to_peers_without_the_piece() {
     assert!(contains(&to_a));
     assert!(contains(&to_b));
 }
+
+#[test]
+fn a_slot_freed_between_rounds_goes_to_a_waiting_peer_at_once() {
+    // One upload slot, no optimistic one: the first leecher to ask holds the seed's only slot,
+    // the second waits. When the first finishes (and stops being interested, then leaves), the
+    // interim choke call must hand the slot over at once, not at the next 10 s round.
+    let mut net = Net::new(256 * 1024, 32 * 1024, vec![]);
+    let mut one_slot = config();
+    one_slot.choker.regular_slots = 1;
+    one_slot.choker.optimistic_slots = 0;
+    let seed = net.add_node(true, one_slot);
+    let a = net.add_node(false, config());
+    let b = net.add_node(false, config());
+    net.connect(a, seed);
+    net.connect(b, seed);
+    net.run_until(Duration::from_secs(60), |n| n.all_complete(&[a, b]));
+    let first = net.nodes[a]
+        .complete_at
+        .min(net.nodes[b].complete_at)
+        .unwrap();
+    let second = net.nodes[a]
+        .complete_at
+        .max(net.nodes[b].complete_at)
+        .unwrap();
+    assert!(
+        second.saturating_duration_since(first) < Duration::from_secs(2),
+        "the second leecher waited for a choke round: done at {first:?} and {second:?}"
+    );
+}

@@ -59,8 +59,11 @@ pub(crate) struct Torrent {
     pub(crate) upload_rate: RateMeter,
     pub(crate) next_stats: Instant,
     pub(crate) completed_announced: bool,
-    /// When the choker last ran on an interest change (interim rounds are rate-limited).
+    /// Something happened that an interim choke call could act on (see `Session::rechoke`).
     pub(crate) choke_dirty: bool,
+    /// After the last choke call, a regular or optimistic slot was left empty, so a peer that
+    /// becomes interested could be unchoked at once.
+    pub(crate) choke_slots_free: bool,
 }
 
 impl Torrent {
