@@ -10,6 +10,14 @@
 //! brought up to date from the dirty list before it is read ([`ConnTable::refresh`]). A
 //! connection's deadline depends only on its own state, never on the clock, so an entry that
 //! nobody touched stays right.
+//!
+//! The index holds a *lower bound* of each deadline, not always the deadline itself: almost
+//! every message sent or received pushes a connection's keep-alive or idle deadline later, and
+//! moving the entry each time (a remove and an insert) cost more than everything else a `have`
+//! does. So a refresh moves an entry only when the deadline came *earlier* (a request now
+//! waiting for its timeout); an entry that comes due is checked against the connection and,
+//! if the real deadline is later, moved there ([`ConnTable::due`]). The price is one early
+//! wake-up per connection per keep-alive interval at most.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -86,18 +94,36 @@ impl ConnTable {
                 continue; // removed since (its entry went with it)
             };
             c.dirty = false;
-            let now = c.peer.next_deadline();
-            if now == c.indexed {
-                continue;
+            let real = c.peer.next_deadline();
+            // A later deadline (or none) keeps its entry as a lower bound (module docs).
+            let keep = match (c.indexed, real) {
+                (Some(indexed), Some(real)) => indexed <= real,
+                (_, None) => c.indexed.is_some(),
+                (None, Some(_)) => false,
+            };
+            if !keep {
+                Self::reindex(&mut self.index, id, c, real);
             }
-            if let Some(d) = c.indexed {
-                self.index.remove(&(d, id));
-            }
-            if let Some(d) = now {
-                self.index.insert((d, id));
-            }
-            c.indexed = now;
         }
+    }
+
+    /// Moves `c`'s entry to `deadline`.
+    fn reindex(
+        index: &mut BTreeSet<(Instant, ConnId)>,
+        id: ConnId,
+        c: &mut Conn,
+        deadline: Option<Instant>,
+    ) {
+        if c.indexed == deadline {
+            return;
+        }
+        if let Some(d) = c.indexed {
+            index.remove(&(d, id));
+        }
+        if let Some(d) = deadline {
+            index.insert((d, id));
+        }
+        c.indexed = deadline;
     }
 
     /// The earliest connection deadline (call [`ConnTable::refresh`] first for an exact answer
@@ -115,14 +141,35 @@ impl ConnTable {
     }
 
     /// The connections whose deadline is at or before `now`, in id order (refreshes first).
+    /// Entries that were only lower bounds move to the real deadline.
     pub(super) fn due(&mut self, now: Instant) -> Vec<ConnId> {
         self.refresh();
-        let mut due: Vec<ConnId> = self
-            .index
-            .iter()
-            .take_while(|(d, _)| *d <= now)
-            .map(|(_, id)| *id)
-            .collect();
+        let mut due = Vec::new();
+        while let Some(&(d, id)) = self.index.first() {
+            if d > now {
+                break;
+            }
+            let Some(c) = self.map.get_mut(&id) else {
+                // Cannot happen (removal takes the entry), but must not loop.
+                self.index.remove(&(d, id));
+                continue;
+            };
+            let real = c.peer.next_deadline();
+            match real {
+                Some(r) if r <= now => {
+                    // Due: it leaves the index until the connection is refreshed (its timer
+                    // handler goes through `get_mut`).
+                    self.index.remove(&(d, id));
+                    c.indexed = None;
+                    if !c.dirty {
+                        c.dirty = true;
+                        self.dirty.push(id);
+                    }
+                    due.push(id);
+                }
+                _ => Self::reindex(&mut self.index, id, c, real),
+            }
+        }
         due.sort_unstable();
         due
     }
@@ -133,11 +180,17 @@ impl ConnTable {
             if self.dirty.contains(id) {
                 continue;
             }
-            if c.indexed != c.peer.next_deadline() {
+            // The entry is the deadline or a lower bound of it (module docs).
+            let real = c.peer.next_deadline();
+            let bound = match (c.indexed, real) {
+                (Some(indexed), Some(real)) => indexed <= real,
+                (_, None) => true,
+                (None, Some(_)) => false,
+            };
+            if !bound {
                 return Err(format!(
-                    "conn {id:?}: indexed deadline {:?} but the connection says {:?}",
-                    c.indexed,
-                    c.peer.next_deadline()
+                    "conn {id:?}: indexed deadline {:?} is not a lower bound of {real:?}",
+                    c.indexed
                 ));
             }
             if let Some(d) = c.indexed {
@@ -156,5 +209,32 @@ impl ConnTable {
             ));
         }
         Ok(())
+    }
+}
+
+/// Connections to look at when the current command ends (`Session::flush_touched`). A list
+/// that may repeat ids, sorted and deduplicated when taken: a `have` to a hundred peers costs a
+/// hundred pushes into a warm buffer, not a hundred tree inserts. Emptied by every command;
+/// ids are never reused, so an entry for a connection dropped meanwhile is simply skipped.
+#[derive(Debug, Default)]
+pub(super) struct Touched {
+    ids: Vec<ConnId>,
+}
+
+impl Touched {
+    pub(super) fn insert(&mut self, id: ConnId) {
+        self.ids.push(id);
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Moves the touched ids into `out` (replacing its contents), in id order, each once.
+    pub(super) fn take_into(&mut self, out: &mut Vec<ConnId>) {
+        out.clear();
+        std::mem::swap(out, &mut self.ids);
+        out.sort_unstable();
+        out.dedup();
     }
 }

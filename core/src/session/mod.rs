@@ -62,7 +62,7 @@ use crate::rng::Rng;
 use crate::time::Instant;
 use crate::wire::BlockRequest;
 
-use conns::ConnTable;
+use conns::{ConnTable, Touched};
 use torrent::Torrent;
 pub use types::{
     ConnId, Event, Input, LeaveReason, Output, PeerSnapshot, PieceView, SessionConfig,
@@ -145,7 +145,9 @@ pub struct Session {
     half_open: usize,
     outputs: VecDeque<Output>,
     /// Connections whose send buffer may have new bytes or that may have closed.
-    touched: BTreeSet<ConnId>,
+    touched: Touched,
+    /// `flush_touched`'s working list, kept for its allocation.
+    flushing: Vec<ConnId>,
     upload_limit: TokenBucket,
     download_limit: TokenBucket,
     /// When a rate limit deferred work: retry then.
@@ -158,6 +160,8 @@ pub struct Session {
     scratch: Vec<BlockRequest>,
     /// Reused for lists of connections (no allocation per verified piece).
     id_scratch: Vec<ConnId>,
+    /// Reused for the torrent list the timers walk after every input.
+    torrent_scratch: Vec<TorrentId>,
     choke_decision: ChokeDecision<ConnId>,
     choke_stats: Vec<PeerStats<ConnId>>,
     /// The earliest connection deadline when the last drain ended (see `run_timers`).
@@ -193,7 +197,8 @@ impl Session {
             next_torrent: 0,
             half_open: 0,
             outputs: VecDeque::new(),
-            touched: BTreeSet::new(),
+            touched: Touched::default(),
+            flushing: Vec::new(),
             upload_limit,
             download_limit,
             throttled_until: None,
@@ -202,6 +207,7 @@ impl Session {
             remove_deadlines: BTreeMap::new(),
             scratch: Vec::new(),
             id_scratch: Vec::new(),
+            torrent_scratch: Vec::new(),
             choke_decision: ChokeDecision::new(),
             choke_stats: Vec::new(),
             conn_timers_at: Instant::ZERO,
@@ -853,7 +859,6 @@ impl Session {
         let Some(conn) = self.conns.remove(&id) else {
             return;
         };
-        self.touched.remove(&id);
         if conn.connecting {
             self.half_open = self.half_open.saturating_sub(1);
         }
@@ -935,10 +940,13 @@ impl Session {
                 self.request_more(now, id);
             }
         }
-        let ids: Vec<TorrentId> = self.torrents.keys().copied().collect();
-        for id in ids {
+        let mut ids = std::mem::take(&mut self.torrent_scratch);
+        ids.clear();
+        ids.extend(self.torrents.keys().copied());
+        for &id in &ids {
             self.torrent_timers(now, id);
         }
+        self.torrent_scratch = ids;
         self.finish_removals(now);
         self.flush_touched();
     }
@@ -1100,8 +1108,9 @@ impl Session {
     /// Queues `Transmit` for connections with bytes to send, and closes those whose machine
     /// closed itself.
     fn flush_touched(&mut self) {
-        let touched = std::mem::take(&mut self.touched);
-        for id in touched {
+        let mut touched = std::mem::take(&mut self.flushing);
+        self.touched.take_into(&mut touched);
+        for &id in &touched {
             let Some(c) = self.conns.get(&id) else {
                 continue;
             };
@@ -1116,8 +1125,8 @@ impl Session {
         }
         // Closing may have touched others (cancels, interest changes).
         if !self.touched.is_empty() {
-            let again = std::mem::take(&mut self.touched);
-            for id in again {
+            self.touched.take_into(&mut touched);
+            for &id in &touched {
                 if let Some(c) = self.conns.get(&id) {
                     if !c.connecting && c.peer.wants_transmit() && c.peer.close_reason().is_none() {
                         self.outputs.push_back(Output::Transmit(id));
@@ -1125,6 +1134,7 @@ impl Session {
                 }
             }
         }
+        self.flushing = touched;
     }
 
     fn on_conn_timeout(&mut self, now: Instant, id: ConnId) {
