@@ -1820,7 +1820,10 @@ fn apply_event(
                 return FollowUp::Nothing;
             }
             match t.picker.peer_have(key, *index) {
-                Ok(_) => FollowUp::Availability,
+                Ok(true) => FollowUp::Availability,
+                // A piece we do not want changes neither our interest nor what we can ask
+                // for: in a swarm most haves are for pieces we already have.
+                Ok(false) => FollowUp::Nothing,
                 Err(e) => FollowUp::Close(format!("peer's have was refused: {e}")),
             }
         }
