@@ -1196,8 +1196,16 @@ impl Session {
                 self.on_handshake_done(now, id, peer_id, client)
             }
             FollowUp::Availability => {
-                self.update_interest(now, id);
-                self.request_more(now, id);
+                // The common case in a swarm: we are interested already (a wanted piece can
+                // only keep us so) and the peer chokes us (requests wait for its unchoke).
+                let settled = self
+                    .conns
+                    .get(&id)
+                    .is_some_and(|c| c.peer.am_interested() && c.peer.peer_choking());
+                if !settled {
+                    self.update_interest(now, id);
+                    self.request_more(now, id);
+                }
             }
             FollowUp::Request => self.request_more(now, id),
             FollowUp::RequestEverywhere => {
