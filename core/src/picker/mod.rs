@@ -448,6 +448,9 @@ pub struct Picker {
     /// Downloading slots with at least one free block.
     open: Vec<u32>,
     peers: BTreeMap<PeerKey, Peer>,
+    /// Peers whose [`Picker::is_interesting`] flipped in the last call that made a piece
+    /// (un)wanted; see [`Picker::interest_flips`]. At most one entry per peer.
+    interest_flips: Vec<PeerKey>,
     scratch_partials: Vec<(u64, u32)>,
     scratch_fresh: Vec<(u64, u32)>,
 }
@@ -514,6 +517,7 @@ impl Picker {
             free_slots: Vec::new(),
             open: Vec::new(),
             peers: BTreeMap::new(),
+            interest_flips: Vec::new(),
             scratch_partials: Vec::new(),
             scratch_fresh: Vec::new(),
         })
@@ -819,25 +823,49 @@ impl Picker {
         }
     }
 
-    /// Adjusts wanted counts after `piece` started (`up`) or stopped being wanted.
+    /// Adjusts wanted counts after `piece` started (`up`) or stopped being wanted, noting the
+    /// peers whose interest flipped.
     fn wanted_changed(&mut self, piece: u32, up: bool) {
+        self.interest_flips.clear();
+        let before = self.wanted;
         if up {
             self.wanted += 1;
         } else {
             self.wanted -= 1;
         }
+        // A seed is interesting while we want anything at all.
+        let seeds_flip = (before == 0) != (self.wanted == 0);
         // O(P): each peer's interest count. Only on verification and priority changes.
-        for p in self.peers.values_mut() {
-            if let Has::Pieces(bits) = &p.has {
-                if bits.get(piece) {
-                    if up {
-                        p.wanted += 1;
-                    } else {
-                        p.wanted -= 1;
+        for (key, p) in self.peers.iter_mut() {
+            match &p.has {
+                Has::Pieces(bits) => {
+                    if bits.get(piece) {
+                        let was = p.wanted;
+                        if up {
+                            p.wanted += 1;
+                        } else {
+                            p.wanted -= 1;
+                        }
+                        if (was == 0) != (p.wanted == 0) {
+                            self.interest_flips.push(*key);
+                        }
+                    }
+                }
+                Has::All => {
+                    if seeds_flip {
+                        self.interest_flips.push(*key);
                     }
                 }
             }
         }
+    }
+
+    /// The peers whose [`Picker::is_interesting`] changed in the last call that made a piece
+    /// wanted or unwanted ([`Picker::piece_verified`], [`Picker::set_piece_priority`]...), in
+    /// key order; empty after a call that changed nobody's. Lets the caller update interest
+    /// after a verified piece without asking every peer.
+    pub fn interest_flips(&self) -> &[PeerKey] {
+        &self.interest_flips
     }
 
     /// Sets the priority of `piece`: 0 = never download (skipped file), 1..=7, higher first.
@@ -1421,6 +1449,7 @@ impl Picker {
             return Err(PickerError::NotVerifying(piece));
         };
         if ok {
+            self.interest_flips.clear();
             self.free_download(slot);
             self.become_have(piece);
             return Ok(VerifyOutcome::Passed);

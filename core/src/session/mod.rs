@@ -1608,34 +1608,35 @@ impl Session {
                 }));
                 let finished = t.picker.is_finished();
                 let redundant = self.config.send_redundant_have;
-                // One pass over the peers. Our interest can only have changed in peers that
-                // hold the piece (it was one we wanted from them); only peers without it get a
-                // `have` (see `SessionConfig::send_redundant_have`): their interest in us
-                // cannot change.
-                let mut holders = std::mem::take(&mut self.id_scratch);
-                holders.clear();
+                // Only peers without the piece get a `have` (see
+                // `SessionConfig::send_redundant_have`): a holder's interest in us cannot
+                // change. Our interest changed only in the peers the picker names: asking all
+                // holders would touch every connection again.
                 for id in &t.conns {
                     let Some(c) = self.conns.get(id) else {
                         continue;
                     };
-                    if !c.joined {
+                    let wants_have = redundant || !c.peer.peer_pieces().get(piece);
+                    if !c.joined || !wants_have {
                         continue;
                     }
-                    let has = c.peer.peer_pieces().get(piece);
-                    if has {
-                        holders.push(*id);
-                    }
-                    if redundant || !has {
-                        if let Some(c) = self.conns.get_mut(id) {
-                            let _ = c.peer.send_have(now, piece);
-                            self.touched.insert(*id);
-                        }
+                    if let Some(c) = self.conns.get_mut(id) {
+                        let _ = c.peer.send_have(now, piece);
+                        self.touched.insert(*id);
                     }
                 }
-                for id in &holders {
+                let mut flipped = std::mem::take(&mut self.id_scratch);
+                flipped.clear();
+                flipped.extend(
+                    t.picker
+                        .interest_flips()
+                        .iter()
+                        .filter_map(|k| t.by_key.get(k).copied()),
+                );
+                for id in &flipped {
                     self.update_interest(now, *id);
                 }
-                self.id_scratch = holders;
+                self.id_scratch = flipped;
                 if finished {
                     self.on_complete(now, tid);
                 }
