@@ -451,6 +451,8 @@ pub struct Picker {
     /// Peers whose [`Picker::is_interesting`] flipped in the last call that made a piece
     /// (un)wanted; see [`Picker::interest_flips`]. At most one entry per peer.
     interest_flips: Vec<PeerKey>,
+    /// The peers known to have that piece; see [`Picker::holders_of_changed`].
+    changed_holders: Vec<PeerKey>,
     scratch_partials: Vec<(u64, u32)>,
     scratch_fresh: Vec<(u64, u32)>,
 }
@@ -518,6 +520,7 @@ impl Picker {
             open: Vec::new(),
             peers: BTreeMap::new(),
             interest_flips: Vec::new(),
+            changed_holders: Vec::new(),
             scratch_partials: Vec::new(),
             scratch_fresh: Vec::new(),
         })
@@ -827,6 +830,7 @@ impl Picker {
     /// peers whose interest flipped.
     fn wanted_changed(&mut self, piece: u32, up: bool) {
         self.interest_flips.clear();
+        self.changed_holders.clear();
         let before = self.wanted;
         if up {
             self.wanted += 1;
@@ -840,6 +844,7 @@ impl Picker {
             match &p.has {
                 Has::Pieces(bits) => {
                     if bits.get(piece) {
+                        self.changed_holders.push(*key);
                         let was = p.wanted;
                         if up {
                             p.wanted += 1;
@@ -852,6 +857,7 @@ impl Picker {
                     }
                 }
                 Has::All => {
+                    self.changed_holders.push(*key);
                     if seeds_flip {
                         self.interest_flips.push(*key);
                     }
@@ -866,6 +872,13 @@ impl Picker {
     /// after a verified piece without asking every peer.
     pub fn interest_flips(&self) -> &[PeerKey] {
         &self.interest_flips
+    }
+
+    /// The peers known to have the piece that the last such call was about, in key order
+    /// (seeds included); empty after a call that made no piece (un)wanted. A verified piece's
+    /// `have` goes to everyone else, and the picker's pass already read every bitfield.
+    pub fn holders_of_changed(&self) -> &[PeerKey] {
+        &self.changed_holders
     }
 
     /// Sets the priority of `piece`: 0 = never download (skipped file), 1..=7, higher first.
@@ -1438,6 +1451,16 @@ impl Picker {
         self.have.set(piece);
         if was {
             self.wanted_changed(piece, false);
+        } else {
+            // Not wanted (a skipped file's piece shared with a wanted one): nobody's interest
+            // changes, but the caller still learns who has it.
+            self.interest_flips.clear();
+            self.changed_holders.clear();
+            for (key, p) in &self.peers {
+                if p.has.has(piece) {
+                    self.changed_holders.push(*key);
+                }
+            }
         }
     }
 
@@ -1450,6 +1473,7 @@ impl Picker {
         };
         if ok {
             self.interest_flips.clear();
+            self.changed_holders.clear();
             self.free_download(slot);
             self.become_have(piece);
             return Ok(VerifyOutcome::Passed);

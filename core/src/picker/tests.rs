@@ -1014,3 +1014,52 @@ fn sparse_peer_falls_back_to_bitfield_scan() {
     assert_eq!(pieces(&out), vec![1999]);
     assert_eq!(p, naive);
 }
+
+proptest! {
+    /// After every verified piece, `interest_flips` names exactly the peers whose
+    /// `is_interesting` changed, and `holders_of_changed` exactly the peers that have the piece:
+    /// the session updates interest and sends `have`s from these lists alone.
+    #[test]
+    fn verified_piece_reports_flips_and_holders(
+        sets in proptest::collection::vec(proptest::collection::vec(any::<bool>(), 6), 1..5),
+        seed_peer in any::<bool>(),
+        rng in any::<u64>(),
+    ) {
+        let n = 6;
+        let mut p = small(n, cfg_rarest(), rng);
+        let mut keys = Vec::new();
+        for (k, set) in sets.iter().enumerate() {
+            let ones: Vec<u32> = (0..n).filter(|i| set[*i as usize]).collect();
+            p.peer_bitfield(PeerKey(k as u32), &bits(n, &ones)).unwrap();
+            keys.push(PeerKey(k as u32));
+        }
+        let source = PeerKey(100);
+        if seed_peer {
+            p.peer_have_all(source);
+        } else {
+            p.peer_bitfield(source, &bits(n, &[0, 1, 2, 3, 4, 5])).unwrap();
+        }
+        keys.push(source);
+        loop {
+            let got = pick(&mut p, source.0, 1);
+            let Some(r) = got.first().copied() else { break };
+            let before: Vec<bool> = keys.iter().map(|k| p.is_interesting(*k)).collect();
+            deliver(&mut p, source.0, &got);
+            let flipped: Vec<PeerKey> = keys
+                .iter()
+                .zip(&before)
+                .filter(|(k, b)| p.is_interesting(**k) != **b)
+                .map(|(k, _)| *k)
+                .collect();
+            let mut reported = p.interest_flips().to_vec();
+            reported.sort_unstable();
+            prop_assert_eq!(reported, flipped);
+            let holders: Vec<PeerKey> =
+                keys.iter().copied().filter(|k| p.peer_has(*k, r.index)).collect();
+            let mut named = p.holders_of_changed().to_vec();
+            named.sort_unstable();
+            prop_assert_eq!(named, holders);
+        }
+        prop_assert!(p.is_finished());
+    }
+}

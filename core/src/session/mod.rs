@@ -1610,14 +1610,25 @@ impl Session {
                 let redundant = self.config.send_redundant_have;
                 // Only peers without the piece get a `have` (see
                 // `SessionConfig::send_redundant_have`): a holder's interest in us cannot
-                // change. Our interest changed only in the peers the picker names: asking all
-                // holders would touch every connection again.
+                // change from it. The picker's pass over its peers (in `piece_verified`) already read
+                // every bitfield and names the holders, so they are skipped untouched: in a
+                // large swarm most peers hold most pieces.
+                let mut holders = std::mem::take(&mut self.id_scratch);
+                holders.clear();
+                if !redundant {
+                    holders.extend(
+                        t.picker
+                            .holders_of_changed()
+                            .iter()
+                            .filter_map(|k| t.by_key.get(k).copied()),
+                    );
+                    holders.sort_unstable();
+                }
                 for id in &t.conns {
-                    let Some(c) = self.conns.get(id) else {
+                    if holders.binary_search(id).is_ok() {
                         continue;
-                    };
-                    let wants_have = redundant || !c.peer.peer_pieces().get(piece);
-                    if !c.joined || !wants_have {
+                    }
+                    if !self.conns.get(id).is_some_and(|c| c.joined) {
                         continue;
                     }
                     if let Some(c) = self.conns.get_mut(id) {
@@ -1625,7 +1636,8 @@ impl Session {
                         self.touched.insert(*id);
                     }
                 }
-                let mut flipped = std::mem::take(&mut self.id_scratch);
+                // Our interest changed only in the peers the picker names.
+                let mut flipped = holders;
                 flipped.clear();
                 flipped.extend(
                     t.picker
