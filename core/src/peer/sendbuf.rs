@@ -17,6 +17,9 @@ pub(super) struct SendBuffer {
 /// ever sent; an uploading connection pays one allocation per drain, next to 16 KiB copies.
 const RETAIN: usize = 4 * 1024;
 
+/// The smallest growth of the buffer (bytes).
+const MIN_GROWTH: usize = 64;
+
 /// The buffer would exceed its bound; nothing was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Full {
@@ -51,6 +54,11 @@ impl SendBuffer {
             // Amortised: the moved tail is at most as long as the consumed prefix.
             self.buf.drain(..self.start);
             self.start = 0;
+        }
+        // One reservation per message, not one per field; at least a cache line, so that a
+        // run of haves into a buffer that gave its memory back grows once, not at every one.
+        if self.buf.capacity() - self.buf.len() < needed {
+            self.buf.reserve(needed.max(MIN_GROWTH));
         }
         Ok(())
     }
