@@ -72,6 +72,8 @@ pub mod flags {
 /// What the last `s` line of a node said, to write only changes.
 #[derive(Default)]
 struct NodeState {
+    /// The next sampling instant (µs).
+    due: u64,
     got: Vec<u32>,
     dl: Vec<u32>,
     tot: [u64; 7],
@@ -100,8 +102,6 @@ pub(crate) struct LineKey {
 /// wrote since the last merge.
 pub(crate) struct RecShard {
     every: u64,
-    /// The next sampling instant (µs).
-    due: u64,
     /// By the node's index within the shard.
     nodes: Vec<NodeState>,
     shard: u64,
@@ -215,7 +215,6 @@ impl RecShard {
     pub(crate) fn new(shard: usize, every: u64) -> RecShard {
         RecShard {
             every: every.max(1),
-            due: 0,
             nodes: Vec::new(),
             shard: shard as u64,
             text: String::new(),
@@ -225,16 +224,17 @@ impl RecShard {
         }
     }
 
-    /// The next sampling instant (µs).
-    pub(crate) fn due(&self) -> u64 {
-        self.due
+    /// The next sampling instant of the shard's node `local` (µs).
+    pub(crate) fn due(&self, local: usize) -> u64 {
+        self.nodes.get(local).map_or(0, |n| n.due)
     }
 
-    /// The sampling instant is done: the next is the first multiple of the cadence after
-    /// `t` (nothing changes between two steps, so the instants in between would find nothing
-    /// new).
-    pub(crate) fn done_until(&mut self, t: u64) {
-        self.due = (t / self.every + 1) * self.every;
+    /// Node `local`'s sampling instant is done: the next is the first multiple of the
+    /// cadence after `t` (the node does not change between two of its steps, so the
+    /// instants in between would find nothing new).
+    pub(crate) fn done_until(&mut self, local: usize, t: u64) {
+        let every = self.every;
+        self.node(local).due = (t / every + 1) * every;
     }
 
     fn node(&mut self, local: usize) -> &mut NodeState {
@@ -274,7 +274,10 @@ impl RecShard {
         self.start(t, i, "depart");
         self.end_event(t);
         if let Some(n) = self.nodes.get_mut(local) {
-            *n = NodeState::default();
+            *n = NodeState {
+                due: n.due,
+                ..NodeState::default()
+            };
         }
     }
 

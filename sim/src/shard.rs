@@ -1,10 +1,10 @@
-//! One shard of the engine: a fixed set of nodes (or the tracker) with its own event queue,
-//! node deadlines, trace and counters. A shard runs a window on its own (see the module docs
+//! One shard of the engine: a fixed set of nodes (or the tracker) with their own event
+//! queues and deadlines, and the shard's trace and counters. A shard runs a window on its own (see the module docs
 //! of [`crate::engine`]): nothing it does reaches another shard before the window ends, so
 //! shards run in parallel and the leader merges what they report at the barrier.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -180,6 +180,25 @@ pub(crate) enum Ev {
     Forget(u32),
 }
 
+impl Ev {
+    /// The node the event is for (`None`: the tracker).
+    fn dest(&self) -> Option<u32> {
+        match *self {
+            Ev::Arrive(i) | Ev::Depart(i) => Some(i),
+            Ev::Syn { to, .. }
+            | Ev::SynAck { to, .. }
+            | Ev::Refused { to, .. }
+            | Ev::Data { to, .. }
+            | Ev::Deliver { to, .. }
+            | Ev::Fin { to, .. } => Some(to),
+            Ev::Wake { node, .. } | Ev::HttpReply { node, .. } | Ev::UdpReply { node, .. } => {
+                Some(node)
+            }
+            Ev::TrackerHttp { .. } | Ev::TrackerUdp { .. } | Ev::Forget(_) => None,
+        }
+    }
+}
+
 /// Per-node state of the simulated disk.
 #[derive(Debug, Default)]
 pub(crate) struct Disk {
@@ -202,7 +221,17 @@ pub(crate) struct Node {
     pub session: Option<Box<Session>>,
     pub torrent: TorrentId,
     pub life: Life,
+    /// Its events: (time, sequence, slab slot), earliest first.
+    queue: BinaryHeap<Reverse<(u64, u64, u32)>>,
+    /// The Session's next deadline (`u64::MAX`: none); a queued event at the same time
+    /// comes first.
     deadline: u64,
+    /// Tails that may still be joined: (start, serial, conn), in start order (the uplink
+    /// serialises them).
+    held: VecDeque<(u64, u64, u64)>,
+    /// The livelock check: the last instant and the events at it.
+    instant: u64,
+    instant_steps: u64,
     group: usize,
     corrupt: bool,
     refuse: bool,
@@ -241,7 +270,11 @@ impl Node {
             session: None,
             torrent: TorrentId(0),
             life: Life::Pending,
+            queue: BinaryHeap::new(),
             deadline: u64::MAX,
+            held: VecDeque::new(),
+            instant: 0,
+            instant_steps: 0,
             group: gi,
             corrupt: g.behaviour == Behaviour::CorruptData,
             refuse: g.refuse_incoming,
@@ -393,14 +426,11 @@ pub(crate) struct Shard {
     net_rng: Rng,
     now: u64,
     seq: u64,
-    /// (time, sequence) -> slab slot; the events themselves wait in the slab.
+    /// The tracker's events (the tracker shard only): (time, sequence) -> slab slot.
     heap: Queue,
+    /// Events wait here; queues hold their slots.
     slab: Vec<Option<Ev>>,
     free_slots: Vec<u32>,
-    /// (deadline, local node).
-    deadlines: BTreeSet<(u64, u32)>,
-    /// Tails that may still be joined: (start, serial, local node, conn), earliest first.
-    held: BinaryHeap<Reverse<(u64, u64, u32, u64)>>,
     serial: u64,
     /// Events for other shards, per destination, in creation order.
     outbox: Vec<Vec<(u64, Ev)>>,
@@ -416,8 +446,6 @@ pub(crate) struct Shard {
     pub banned: Vec<u32>,
     /// Live nodes.
     pub alive: u32,
-    instant: u64,
-    instant_steps: u64,
     /// A livelock or a step limit: the run stops with this.
     pub error: Option<String>,
     pub rec: Option<RecShard>,
@@ -435,8 +463,6 @@ impl Shard {
             heap: Queue::default(),
             slab: Vec::new(),
             free_slots: Vec::new(),
-            deadlines: BTreeSet::new(),
-            held: BinaryHeap::new(),
             serial: 0,
             outbox: (0..total_shards).map(|_| Vec::new()).collect(),
             out_min: u64::MAX,
@@ -449,8 +475,6 @@ impl Shard {
             close_reasons: BTreeMap::new(),
             banned: Vec::new(),
             alive: 0,
-            instant: 0,
-            instant_steps: 0,
             error: None,
             rec: None,
         }
@@ -460,8 +484,10 @@ impl Shard {
         (local * ctx.shards + self.id) as u32
     }
 
-    pub(crate) fn push(&mut self, at: u64, ev: Ev) {
+    /// Queues `ev` at `at` for its node (or the tracker), which must be in this shard.
+    pub(crate) fn push(&mut self, ctx: &Ctx, at: u64, ev: Ev) {
         self.seq += 1;
+        let dest = ev.dest();
         let slot = match self.free_slots.pop() {
             Some(k) => {
                 self.slab[k as usize] = Some(ev);
@@ -472,24 +498,23 @@ impl Shard {
                 (self.slab.len() - 1) as u32
             }
         };
-        self.heap.push(at, self.seq, slot);
+        match dest {
+            Some(i) => self.nodes[ctx.local(i)]
+                .queue
+                .push(Reverse((at, self.seq, slot))),
+            None => self.heap.push(at, self.seq, slot),
+        }
     }
 
-    fn pop(&mut self) -> Option<Ev> {
-        let (_, slot) = self.heap.pop()?;
+    fn take_slot(&mut self, slot: u32) -> Option<Ev> {
         self.free_slots.push(slot);
         self.slab[slot as usize].take()
     }
 
-    fn peek_event(&mut self) -> Option<&Ev> {
-        let (_, slot) = self.heap.peek()?;
-        self.slab[slot as usize].as_ref()
-    }
-
     /// Queues `ev` at `at` in shard `dst`: here at once, elsewhere through the mail.
-    fn send(&mut self, at: u64, dst: usize, ev: Ev) {
+    fn send(&mut self, ctx: &Ctx, at: u64, dst: usize, ev: Ev) {
         if dst == self.id {
-            self.push(at, ev);
+            self.push(ctx, at, ev);
         } else {
             self.out_min = self.out_min.min(at);
             self.outbox[dst].push((at, ev));
@@ -498,10 +523,13 @@ impl Shard {
 
     /// The earliest time something is pending here (events, deadlines, held tails).
     pub(crate) fn pending(&mut self) -> u64 {
-        let q = self.heap.peek().map_or(u64::MAX, |k| k.0);
-        let d = self.deadlines.first().map_or(u64::MAX, |k| k.0);
-        let h = self.held.peek().map_or(u64::MAX, |k| k.0.0);
-        q.min(d).min(h)
+        let mut t = self.heap.peek().map_or(u64::MAX, |k| k.0);
+        for n in &self.nodes {
+            let q = n.queue.peek().map_or(u64::MAX, |k| k.0.0);
+            let h = n.held.front().map_or(u64::MAX, |k| k.0);
+            t = t.min(q).min(n.deadline).min(h);
+        }
+        t
     }
 
     // ----- a window ---------------------------------------------------------------------
@@ -519,23 +547,13 @@ impl Shard {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             for (t, ev) in b.drain(..) {
-                self.push(t, ev);
+                self.push(ctx, t, ev);
             }
         }
         self.out_min = u64::MAX;
         if self.error.is_none() {
             if let Err(e) = self.process(ctx, plan) {
                 self.error = Some(e);
-            }
-        }
-        self.flush_held(ctx, plan.end);
-        if let Some(r) = self.rec.as_mut() {
-            if r.due() < plan.end {
-                let due = r.due();
-                self.record_samples(ctx, due);
-                if let Some(r) = self.rec.as_mut() {
-                    r.done_until(plan.end - 1);
-                }
             }
         }
         let parity_out = plan.index & 1;
@@ -553,75 +571,126 @@ impl Shard {
         self.rep.now = self.rep.now.max(self.now);
     }
 
+    /// Processes the window node by node: nothing a node does reaches another node within
+    /// the window, so each node's events can run together while its Session is in cache.
     fn process(&mut self, ctx: &Ctx, plan: &Plan) -> Result<(), String> {
-        loop {
-            let q = self.heap.peek().map(|k| k.0);
-            let d = self.deadlines.first().copied();
-            let (t, from_queue) = match (q, d) {
-                (Some(q), Some((d, _))) => {
-                    if q <= d {
-                        (q, true)
-                    } else {
-                        (d, false)
-                    }
-                }
-                (Some(q), None) => (q, true),
-                (None, Some((d, _))) => (d, false),
-                (None, None) => break,
-            };
+        let mut steps = plan.steps + self.rep.steps;
+        while let Some((t, slot)) = self.heap.peek() {
             if t >= plan.end {
                 break;
             }
-            self.rep.steps += 1;
-            if plan.steps + self.rep.steps > ctx.sc.run.max_steps {
-                return Err(format!(
-                    "step limit: {} events without finishing at t={:.3}s (a livelock? raise run.max_steps)",
-                    ctx.sc.run.max_steps,
-                    self.now as f64 / 1e6
-                ));
+            self.step(ctx, &mut steps)?;
+            self.heap.pop();
+            self.now = t;
+            if let Some(ev) = self.take_slot(slot) {
+                self.dispatch(ctx, ev);
             }
-            if t == self.instant {
-                self.instant_steps += 1;
-                if self.instant_steps > ctx.sc.run.max_steps_per_instant {
-                    let what = if from_queue {
-                        format!("{:?}", self.peek_event())
-                    } else {
-                        let l = d.map_or(0, |x| x.1 as usize);
-                        format!("node {}'s deadline", self.global(ctx, l))
+        }
+        for l in 0..self.nodes.len() {
+            self.run_node(ctx, l, plan.end, &mut steps)?;
+        }
+        Ok(())
+    }
+
+    /// Counts a step against the run's limit.
+    fn step(&mut self, ctx: &Ctx, steps: &mut u64) -> Result<(), String> {
+        self.rep.steps += 1;
+        *steps += 1;
+        if *steps > ctx.sc.run.max_steps {
+            return Err(format!(
+                "step limit: {} events without finishing at t={:.3}s (a livelock? raise run.max_steps)",
+                ctx.sc.run.max_steps,
+                self.now as f64 / 1e6
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs node `l`'s events and deadlines before `end`, then sends the tails that can no
+    /// longer grow and takes the record's samples due.
+    fn run_node(&mut self, ctx: &Ctx, l: usize, end: u64, steps: &mut u64) -> Result<(), String> {
+        loop {
+            let node = &self.nodes[l];
+            let d = node.deadline;
+            let (t, slot) = match node.queue.peek() {
+                Some(&Reverse((q, _, slot))) if q <= d => (q, Some(slot)),
+                _ => (d, None),
+            };
+            if t >= end {
+                break;
+            }
+            self.step(ctx, steps)?;
+            let i = self.global(ctx, l);
+            let node = &mut self.nodes[l];
+            if t == node.instant {
+                node.instant_steps += 1;
+                if node.instant_steps > ctx.sc.run.max_steps_per_instant {
+                    let what = match slot {
+                        Some(k) => format!("{:?}", self.slab[k as usize]),
+                        None => format!("node {i}'s deadline"),
                     };
                     return Err(format!(
                         "livelock: {} events at the same virtual instant t={:.6}s (the last: {what})",
-                        self.instant_steps,
+                        node.instant_steps,
                         t as f64 / 1e6
                     ));
                 }
             } else {
-                self.instant = t;
-                self.instant_steps = 0;
+                node.instant = t;
+                node.instant_steps = 0;
             }
             if let Some(r) = self.rec.as_mut() {
-                if r.due() <= t {
-                    let due = r.due();
-                    self.record_samples(ctx, due);
-                    if let Some(r) = self.rec.as_mut() {
-                        r.done_until(t);
-                    }
+                if r.due(l) <= t {
+                    self.record_sample(ctx, l, t);
                 }
             }
             self.now = t;
-            if from_queue {
-                if let Some(ev) = self.pop() {
-                    self.dispatch(ctx, ev);
+            match slot {
+                Some(k) => {
+                    self.nodes[l].queue.pop();
+                    if let Some(ev) = self.take_slot(k) {
+                        self.dispatch(ctx, ev);
+                    }
                 }
-            } else if let Some((_, l)) = self.deadlines.pop_first() {
-                let l = l as usize;
-                self.nodes[l].deadline = u64::MAX;
-                let i = self.global(ctx, l);
-                self.trace.add(&[t, u64::from(i), 0xF0]);
-                self.input(ctx, l, |s, now| s.handle_input(now, Input::Timeout));
+                None => {
+                    self.nodes[l].deadline = u64::MAX;
+                    let i = self.global(ctx, l);
+                    self.trace.add(&[t, u64::from(i), 0xF0]);
+                    self.input(ctx, l, |s, now| s.handle_input(now, Input::Timeout));
+                }
+            }
+        }
+        // The tails that start to leave before `end`: no write can join them now.
+        while let Some(&(start, serial, conn)) = self.nodes[l].held.front() {
+            if start >= end {
+                break;
+            }
+            self.nodes[l].held.pop_front();
+            if let Some(slot) = self.half_slot(l, conn) {
+                let h = &self.nodes[l].halves[slot];
+                if h.tail.as_ref().is_some_and(|t| t.serial == serial) {
+                    self.flush_tail(ctx, l, slot);
+                }
+            }
+        }
+        if let Some(r) = self.rec.as_mut() {
+            if r.due(l) < end {
+                self.record_sample(ctx, l, end - 1);
             }
         }
         Ok(())
+    }
+
+    /// Samples node `l` into the record at its due instant (at most `t`), if it is live; the
+    /// next instant is the first after `t` (nothing changes in between).
+    fn record_sample(&mut self, ctx: &Ctx, l: usize, t: u64) {
+        let i = self.global(ctx, l);
+        let Some(r) = self.rec.as_mut() else { return };
+        let n = &self.nodes[l];
+        if let Some(s) = &n.session {
+            r.sample(r.due(l), i, l, s, n.torrent);
+        }
+        r.done_until(l, t);
     }
 
     /// Samples this shard's live nodes into the record at `t`.
@@ -630,23 +699,6 @@ impl Shard {
         for (l, n) in self.nodes.iter().enumerate() {
             if let Some(s) = &n.session {
                 r.sample(t, (l * ctx.shards + self.id) as u32, l, s, n.torrent);
-            }
-        }
-    }
-
-    /// Sends the held tails that start to leave before `end`: no write can join them now.
-    fn flush_held(&mut self, ctx: &Ctx, end: u64) {
-        while let Some(&Reverse((start, serial, l, conn))) = self.held.peek() {
-            if start >= end {
-                break;
-            }
-            self.held.pop();
-            let l = l as usize;
-            if let Some(slot) = self.half_slot(l, conn) {
-                let h = &self.nodes[l].halves[slot];
-                if h.tail.as_ref().is_some_and(|t| t.serial == serial) {
-                    self.flush_tail(ctx, l, slot);
-                }
             }
         }
     }
@@ -727,17 +779,7 @@ impl Shard {
     }
 
     fn set_deadline(&mut self, l: usize, t: u64) {
-        let node = &mut self.nodes[l];
-        if node.deadline == t {
-            return;
-        }
-        if node.deadline != u64::MAX {
-            self.deadlines.remove(&(node.deadline, l as u32));
-        }
-        node.deadline = t;
-        if t != u64::MAX {
-            self.deadlines.insert((t, l as u32));
-        }
+        self.nodes[l].deadline = t;
     }
 
     fn drain(&mut self, ctx: &Ctx, l: usize, s: &mut Session) {
@@ -779,7 +821,7 @@ impl Shard {
                         request,
                         url,
                     };
-                    self.send(at, ctx.tracker_shard(), ev);
+                    self.send(ctx, at, ctx.tracker_shard(), ev);
                 }
                 Output::UdpSend {
                     torrent,
@@ -798,7 +840,7 @@ impl Shard {
                                 tracker,
                                 packet: packet.clone(),
                             };
-                            self.send(at, ctx.tracker_shard(), ev);
+                            self.send(ctx, at, ctx.tracker_shard(), ev);
                         }
                     }
                 }
@@ -1073,7 +1115,7 @@ impl Shard {
             return;
         }
         node.depart_scheduled = true;
-        self.push(at, Ev::Depart(i));
+        self.push(ctx, at, Ev::Depart(i));
     }
 
     // ----- connections ----------------------------------------------------------------
@@ -1145,7 +1187,7 @@ impl Shard {
                 first: t.first,
                 data: t.data,
             };
-            self.send(t.at, ctx.shard_of(j), ev);
+            self.send(ctx, t.at, ctx.shard_of(j), ev);
         }
     }
 
@@ -1187,12 +1229,13 @@ impl Shard {
                     port,
                     started: now,
                 };
-                self.send(now + ctx.path(i, j), ctx.shard_of(j), ev);
+                self.send(ctx, now + ctx.path(i, j), ctx.shard_of(j), ev);
             }
             None => {
                 // Nobody there: the attempt times out.
                 let at = now + ctx.sc.run.connect_timeout.0;
                 self.push(
+                    ctx,
                     at,
                     Ev::Refused {
                         to: i,
@@ -1212,11 +1255,11 @@ impl Shard {
         if target.life != Life::Alive {
             // Nobody answers: the initiator times out (never sooner than a round trip).
             let at = (started + ctx.sc.run.connect_timeout.0).max(now + path);
-            self.send(at, ctx.shard_of(i), refused);
+            self.send(ctx, at, ctx.shard_of(i), refused);
             return;
         }
         if target.refuse {
-            self.send(now + path, ctx.shard_of(i), refused);
+            self.send(ctx, now + path, ctx.shard_of(i), refused);
             return;
         }
         let from = SocketAddr::V4(SocketAddrV4::new(node_ip(i), port));
@@ -1246,9 +1289,9 @@ impl Shard {
                     conn,
                     peer_conn: id.0,
                 };
-                self.send(synack, ctx.shard_of(i), ev);
+                self.send(ctx, synack, ctx.shard_of(i), ev);
             }
-            Err(_) => self.send(now + path, ctx.shard_of(i), refused),
+            Err(_) => self.send(ctx, now + path, ctx.shard_of(i), refused),
         }
         self.settle(ctx, l, s);
     }
@@ -1265,6 +1308,7 @@ impl Shard {
             let j = h.peer;
             self.free_half(l, slot);
             self.send(
+                ctx,
                 now + ctx.path(i, j),
                 ctx.shard_of(j),
                 Ev::Fin {
@@ -1329,6 +1373,7 @@ impl Shard {
             let at = (now + ctx.path(i, j)).max(last);
             self.free_half(l, slot);
             self.send(
+                ctx,
                 at,
                 ctx.shard_of(j),
                 Ev::Fin {
@@ -1477,7 +1522,7 @@ impl Shard {
                     at,
                     data,
                 });
-                self.held.push(Reverse((start, serial, l as u32, conn.0)));
+                node.held.push_back((start, serial, conn.0));
             } else {
                 let ev = Ev::Data {
                     to: j,
@@ -1485,7 +1530,7 @@ impl Shard {
                     first,
                     data,
                 };
-                self.send(at, ctx.shard_of(j), ev);
+                self.send(ctx, at, ctx.shard_of(j), ev);
             }
         }
         self.segs = segs;
@@ -1521,7 +1566,7 @@ impl Shard {
         }
         h.wake_at = at;
         let conn = h.conn;
-        self.push(at, Ev::Wake { node: i, conn });
+        self.push(ctx, at, Ev::Wake { node: i, conn });
     }
 
     fn on_wake(&mut self, ctx: &Ctx, i: u32, conn: u64) {
@@ -1571,7 +1616,7 @@ impl Shard {
         let h = &mut node.halves[slot];
         if done > now || h.rx_pending > 0 {
             h.rx_pending += 1;
-            self.push(done.max(now), Ev::Deliver { to: j, conn, data });
+            self.push(ctx, done.max(now), Ev::Deliver { to: j, conn, data });
             return;
         }
         self.deliver(ctx, l, slot, data);
@@ -1758,7 +1803,12 @@ impl Shard {
             }
         }
         if !crash {
-            self.send(now + ctx.to_tracker(i), ctx.tracker_shard(), Ev::Forget(i));
+            self.send(
+                ctx,
+                now + ctx.to_tracker(i),
+                ctx.tracker_shard(),
+                Ev::Forget(i),
+            );
         }
         self.alive -= 1;
         let n = &mut self.nodes[l];
@@ -1767,11 +1817,7 @@ impl Shard {
         }
         n.life = Life::Gone;
         n.rec.departed = Some(now);
-        let deadline = n.deadline;
         n.deadline = u64::MAX;
-        if deadline != u64::MAX {
-            self.deadlines.remove(&(deadline, l as u32));
-        }
         if n.rec.completed.is_none() && !n.rec.seed {
             self.rep.closed += 1;
             self.rep.last_closed = now;
@@ -1828,7 +1874,7 @@ impl Shard {
                     request,
                     body,
                 };
-                self.send(self.now + ctx.to_tracker(node), ctx.shard_of(node), ev);
+                self.send(ctx, self.now + ctx.to_tracker(node), ctx.shard_of(node), ev);
             }
             Ev::HttpReply {
                 node,
@@ -1873,7 +1919,7 @@ impl Shard {
                                 tracker,
                                 data: data.clone(),
                             };
-                            self.send(at, ctx.shard_of(node), ev);
+                            self.send(ctx, at, ctx.shard_of(node), ev);
                         }
                     }
                 }
