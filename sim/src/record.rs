@@ -35,7 +35,7 @@
 //! Recording only reads the Sessions (statistics and snapshots) between steps: a run with
 //! `--record` has the same trace hash as one without, and the same scenario and seed give a
 //! byte-identical file, with any number of threads. Each shard of the engine writes its nodes'
-//! lines ([`RecShard`]); at the end of every window the lines are merged by time (at one
+//! lines (`RecShard`); at the end of every window the lines are merged by time (at one
 //! instant: samples in node order, then events in shard order).
 
 use std::collections::BTreeMap;
@@ -81,7 +81,7 @@ struct NodeState {
 }
 
 /// Writes a record; the engine calls it (see [`crate::Engine::record`]). The lines themselves
-/// are formatted by each shard of the engine ([`RecShard`]) and merged here in time order.
+/// are formatted by each shard of the engine (`RecShard`) and merged here in time order.
 pub struct Recorder {
     out: Box<dyn Write>,
     every: u64,
