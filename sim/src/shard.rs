@@ -3,7 +3,6 @@
 //! of [`crate::engine`]): nothing it does reaches another shard before the window ends, so
 //! shards run in parallel and the leader merges what they report at the barrier.
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::{Mutex, PoisonError};
@@ -199,6 +198,35 @@ impl Ev {
     }
 }
 
+/// An event in a node's queue, ordered by (time, sequence), earliest first.
+#[derive(Debug)]
+struct Queued {
+    at: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Queued {}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Reversed: `BinaryHeap` is a max-heap.
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
 /// Per-node state of the simulated disk.
 #[derive(Debug, Default)]
 pub(crate) struct Disk {
@@ -221,8 +249,8 @@ pub(crate) struct Node {
     pub session: Option<Box<Session>>,
     pub torrent: TorrentId,
     pub life: Life,
-    /// Its events: (time, sequence, slab slot), earliest first.
-    queue: BinaryHeap<Reverse<(u64, u64, u32)>>,
+    /// Its events, earliest first (inline: popping one touches only this node's memory).
+    queue: BinaryHeap<Queued>,
     /// The Session's next deadline (`u64::MAX`: none); a queued event at the same time
     /// comes first.
     deadline: u64,
@@ -487,7 +515,11 @@ impl Shard {
     /// Queues `ev` at `at` for its node (or the tracker), which must be in this shard.
     pub(crate) fn push(&mut self, ctx: &Ctx, at: u64, ev: Ev) {
         self.seq += 1;
-        let dest = ev.dest();
+        let seq = self.seq;
+        if let Some(i) = ev.dest() {
+            self.nodes[ctx.local(i)].queue.push(Queued { at, seq, ev });
+            return;
+        }
         let slot = match self.free_slots.pop() {
             Some(k) => {
                 self.slab[k as usize] = Some(ev);
@@ -498,12 +530,7 @@ impl Shard {
                 (self.slab.len() - 1) as u32
             }
         };
-        match dest {
-            Some(i) => self.nodes[ctx.local(i)]
-                .queue
-                .push(Reverse((at, self.seq, slot))),
-            None => self.heap.push(at, self.seq, slot),
-        }
+        self.heap.push(at, seq, slot);
     }
 
     fn take_slot(&mut self, slot: u32) -> Option<Ev> {
@@ -525,7 +552,7 @@ impl Shard {
     pub(crate) fn pending(&mut self) -> u64 {
         let mut t = self.heap.peek().map_or(u64::MAX, |k| k.0);
         for n in &self.nodes {
-            let q = n.queue.peek().map_or(u64::MAX, |k| k.0.0);
+            let q = n.queue.peek().map_or(u64::MAX, |k| k.at);
             let h = n.held.front().map_or(u64::MAX, |k| k.0);
             t = t.min(q).min(n.deadline).min(h);
         }
@@ -612,9 +639,9 @@ impl Shard {
         loop {
             let node = &self.nodes[l];
             let d = node.deadline;
-            let (t, slot) = match node.queue.peek() {
-                Some(&Reverse((q, _, slot))) if q <= d => (q, Some(slot)),
-                _ => (d, None),
+            let (t, from_queue) = match node.queue.peek() {
+                Some(q) if q.at <= d => (q.at, true),
+                _ => (d, false),
             };
             if t >= end {
                 break;
@@ -625,9 +652,9 @@ impl Shard {
             if t == node.instant {
                 node.instant_steps += 1;
                 if node.instant_steps > ctx.sc.run.max_steps_per_instant {
-                    let what = match slot {
-                        Some(k) => format!("{:?}", self.slab[k as usize]),
-                        None => format!("node {i}'s deadline"),
+                    let what = match node.queue.peek() {
+                        Some(q) if from_queue => format!("{:?}", q.ev),
+                        _ => format!("node {i}'s deadline"),
                     };
                     return Err(format!(
                         "livelock: {} events at the same virtual instant t={:.6}s (the last: {what})",
@@ -645,19 +672,15 @@ impl Shard {
                 }
             }
             self.now = t;
-            match slot {
-                Some(k) => {
-                    self.nodes[l].queue.pop();
-                    if let Some(ev) = self.take_slot(k) {
-                        self.dispatch(ctx, ev);
-                    }
+            if from_queue {
+                if let Some(q) = self.nodes[l].queue.pop() {
+                    self.dispatch(ctx, q.ev);
                 }
-                None => {
-                    self.nodes[l].deadline = u64::MAX;
-                    let i = self.global(ctx, l);
-                    self.trace.add(&[t, u64::from(i), 0xF0]);
-                    self.input(ctx, l, |s, now| s.handle_input(now, Input::Timeout));
-                }
+            } else {
+                self.nodes[l].deadline = u64::MAX;
+                let i = self.global(ctx, l);
+                self.trace.add(&[t, u64::from(i), 0xF0]);
+                self.input(ctx, l, |s, now| s.handle_input(now, Input::Timeout));
             }
         }
         // The tails that start to leave before `end`: no write can join them now.
