@@ -2,8 +2,6 @@
 //! and the receiving side's view of the wire ([`RxScan`]). See the link model in
 //! [`crate::engine`].
 
-use std::collections::VecDeque;
-
 use bytes::Bytes;
 use hive_core::bitfield::Bitfield;
 use hive_core::wire::{DecoderLimits, FrameDecoder, HANDSHAKE_LEN, id};
@@ -76,9 +74,76 @@ pub(crate) struct Tail {
     pub data: Payload,
 }
 
+/// Entries a socket buffer keeps (see [`SendBuf`]).
+const SENDBUF_ENTRIES: usize = 8;
+
+/// A connection's socket buffer: the bytes that have not left the sender's uplink yet, as
+/// (time they leave, bytes) in order, inline in the connection's half (it is read at every
+/// write: a separate allocation would be one more cache miss). A short write right behind
+/// another short one (have batches) shares its entry, as does any write once the entries
+/// are used up: those bytes count as buffered until the later write leaves, a few
+/// microseconds more.
+#[derive(Debug, Default)]
+pub(crate) struct SendBuf {
+    at: [u64; SENDBUF_ENTRIES],
+    len: [u32; SENDBUF_ENTRIES],
+    head: usize,
+    count: usize,
+    /// Bytes buffered.
+    pub bytes: u64,
+}
+
+impl SendBuf {
+    fn slot(&self, k: usize) -> usize {
+        (self.head + k) % SENDBUF_ENTRIES
+    }
+
+    /// `n` bytes that leave the uplink at `at` (never before the bytes already buffered).
+    pub(crate) fn push(&mut self, at: u64, n: u32) {
+        self.bytes += u64::from(n);
+        if self.count > 0 {
+            let last = self.slot(self.count - 1);
+            let small = n as usize <= COALESCE && self.len[last] as usize <= COALESCE;
+            if small || self.count == SENDBUF_ENTRIES {
+                self.at[last] = self.at[last].max(at);
+                self.len[last] += n;
+                return;
+            }
+        }
+        let k = self.slot(self.count);
+        self.at[k] = at;
+        self.len[k] = n;
+        self.count += 1;
+    }
+
+    /// Forgets the bytes that left by `now`.
+    pub(crate) fn prune(&mut self, now: u64) {
+        while self.count > 0 && self.at[self.head] <= now {
+            self.bytes -= u64::from(self.len[self.head]);
+            self.head = (self.head + 1) % SENDBUF_ENTRIES;
+            self.count -= 1;
+        }
+    }
+
+    /// When the buffer will have drained to `low` bytes.
+    pub(crate) fn drained_at(&self, low: u64) -> u64 {
+        let mut left = self.bytes;
+        for k in 0..self.count {
+            let s = self.slot(k);
+            left -= u64::from(self.len[s]);
+            if left <= low {
+                return self.at[s];
+            }
+        }
+        0
+    }
+}
+
 /// One node's half of a connection: what it sends (socket buffer, the pipe's last segment,
-/// the decoder that watches its bytes) and what it received (announcements).
+/// the decoder that watches its bytes) and what it received (announcements). The fields a
+/// write or a delivery touches come first (`repr(C)` keeps them together).
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Half {
     /// The node's connection id.
     pub conn: u64,
@@ -93,9 +158,10 @@ pub(crate) struct Half {
     /// Closed by the Session while connecting: kept until the SYN-ACK (answered with a FIN)
     /// or the failure arrives.
     pub zombie: bool,
-    /// (time the bytes leave the uplink, bytes): the socket buffer.
-    pub unsent: VecDeque<(u64, u32)>,
-    pub unsent_bytes: u64,
+    /// Segments of this pipe waiting behind the node's downlink.
+    pub rx_pending: u32,
+    /// The socket buffer.
+    pub unsent: SendBuf,
     /// A `Transmit` waits for buffer room.
     pub blocked: bool,
     /// A wake-up is queued for this time (`u64::MAX`: none).
@@ -111,8 +177,6 @@ pub(crate) struct Half {
     pub rx: RxScan,
     /// Pieces the other end announced to this node (bitfield, have, have all), as received.
     pub peer_announced: Option<Bitfield>,
-    /// Segments of this pipe waiting behind the node's downlink.
-    pub rx_pending: u32,
 }
 
 /// Connection id not known yet.
@@ -127,8 +191,8 @@ impl Half {
             alive: true,
             connecting: false,
             zombie: false,
-            unsent: VecDeque::new(),
-            unsent_bytes: 0,
+            rx_pending: 0,
+            unsent: SendBuf::default(),
             blocked: false,
             wake_at: u64::MAX,
             last_arrival: 0,
@@ -137,30 +201,7 @@ impl Half {
             decoder: FrameDecoder::new(limits),
             rx: RxScan::default(),
             peer_announced: None,
-            rx_pending: 0,
         }
-    }
-
-    pub(crate) fn prune(&mut self, now: u64) {
-        while let Some(&(t, n)) = self.unsent.front() {
-            if t > now {
-                break;
-            }
-            self.unsent.pop_front();
-            self.unsent_bytes -= u64::from(n);
-        }
-    }
-
-    /// When the buffer will have drained to `low` bytes.
-    pub(crate) fn drained_at(&self, low: u64) -> u64 {
-        let mut left = self.unsent_bytes;
-        for &(t, n) in &self.unsent {
-            left -= u64::from(n);
-            if left <= low {
-                return t;
-            }
-        }
-        0
     }
 }
 
@@ -285,7 +326,41 @@ impl RxScan {
 
 #[cfg(test)]
 mod tests {
-    use super::RxScan;
+    use super::{RxScan, SendBuf};
+
+    /// The socket buffer drains in order; short writes share an entry; a full buffer merges.
+    #[test]
+    fn send_buffer_drains_in_order() {
+        let mut b = SendBuf::default();
+        b.push(10, 16_000);
+        b.push(12, 9);
+        b.push(13, 9); // joins the entry before (both short)
+        b.push(40, 16_000);
+        assert_eq!(b.bytes, 32_018);
+        assert_eq!(b.drained_at(16_018), 10);
+        assert_eq!(b.drained_at(16_000), 13);
+        assert_eq!(b.drained_at(0), 40);
+        b.prune(12);
+        assert_eq!(b.bytes, 16_018);
+        b.prune(13);
+        assert_eq!(b.bytes, 16_000);
+        b.prune(40);
+        assert_eq!((b.bytes, b.drained_at(0)), (0, 0));
+        // More big writes than entries: the last ones share an entry, counted until it leaves.
+        for k in 0..10u64 {
+            b.push(100 + k, 2_000);
+        }
+        assert_eq!(b.bytes, 20_000);
+        b.prune(106);
+        assert_eq!(b.bytes, 6_000);
+        b.prune(108);
+        assert_eq!(
+            b.bytes, 6_000,
+            "the shared entry leaves with its last write"
+        );
+        b.prune(109);
+        assert_eq!(b.bytes, 0);
+    }
     use hive_core::bitfield::Bitfield;
     use hive_core::wire::{BlockRequest, HANDSHAKE_LEN, Message};
 

@@ -1175,7 +1175,7 @@ impl Shard {
             *c = NONE;
         }
         // Drop the heavy parts now; the slot is reused with a fresh half.
-        h.unsent = VecDeque::new();
+        h.unsent = Default::default();
         h.peer_announced = None;
         h.decoder = FrameDecoder::default();
         h.rx = Default::default();
@@ -1441,8 +1441,8 @@ impl Shard {
         let sndbuf = ctx.sc.run.send_buffer.0;
         {
             let h = &mut self.nodes[l].halves[slot];
-            h.prune(now);
-            if h.unsent_bytes >= sndbuf {
+            h.unsent.prune(now);
+            if h.unsent.bytes >= sndbuf {
                 h.blocked = true;
                 self.schedule_wake(ctx, l, slot);
                 return;
@@ -1496,8 +1496,7 @@ impl Shard {
             let up_end = start + tx_time(len, up_rate);
             node.up_busy = up_end;
             let h = &mut node.halves[slot];
-            h.unsent.push_back((up_end, len as u32));
-            h.unsent_bytes += len;
+            h.unsent.push(up_end, len as u32);
             if single && n <= COALESCE {
                 // Join the pipe's last segment if it still waits for the uplink and stays
                 // small (its bytes are charged to the uplink all the same).
@@ -1583,7 +1582,7 @@ impl Shard {
         let low = ctx.sc.run.send_buffer.0 / 2;
         let i = self.global(ctx, l);
         let h = &mut self.nodes[l].halves[slot];
-        let at = h.drained_at(low).max(self.now);
+        let at = h.unsent.drained_at(low).max(self.now);
         if h.wake_at <= at {
             return;
         }
@@ -1607,8 +1606,8 @@ impl Shard {
         if !h.alive || !h.blocked {
             return;
         }
-        h.prune(now);
-        if h.unsent_bytes > low {
+        h.unsent.prune(now);
+        if h.unsent.bytes > low {
             self.schedule_wake(ctx, l, slot);
             return;
         }
