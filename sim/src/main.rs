@@ -8,6 +8,12 @@
 //! ```
 #![forbid(unsafe_code)]
 
+/// mimalloc instead of the system allocator: a simulation allocates and frees segments and
+/// blocks all the time, often on another thread than the one that allocated them (about
+/// 10 % faster on the scale benchmark, for about a third more peak memory).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
