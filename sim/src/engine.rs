@@ -61,23 +61,27 @@
 //! sequence, and the Session's deadline: the queue wins a tie), a trace and counters; the
 //! tracker's events wait in a radix heap (`queue.rs`).
 //!
-//! The lookahead `L` is the least time anything a node does takes to reach another node or
-//! the tracker: the smallest sum of two nodes' latencies, or of a node's and the tracker's
-//! (jitter only adds). The run proceeds in windows: with `T` the earliest pending time of any
-//! shard, every shard processes, in its own (time, sequence) order, everything before
-//! `min(T + L, next availability sample, max_time)`, including what it schedules for itself
-//! in that window (timers, wake-ups, departures). Whatever a node causes at another node is at
-//! least `L` later, so after the window: a shard runs its window node by node (all of one
-//! node's events, then the next node's), which keeps a Session in cache while it works
-//! through its batch (10-15 % faster than time order across the shard's nodes, 1,000 nodes);
-//! what goes to another shard waits in mailboxes, and the next window starts with each shard
-//! taking its mail in source-shard order. With `L` = 0 the windows are rounds
-//! at one instant. Everything global (pieces available, completions, failures, the series,
-//! the record's lines) is merged at the barrier between windows, in shard order. Checks that
-//! need another node's state use what was true when the window began: a leecher completing
-//! in a window cannot hold a piece the original seed sent in it (that takes `L`). The request
-//! check needs no other node: each node's half of a connection records what the other end's
-//! bytes announced as they are delivered, and a request must name a piece announced there.
+//! Two lookaheads bound how soon anything reaches another entity: `L` between nodes (the
+//! smallest sum of two nodes' latencies) and `Lt` between a node and the tracker (the
+//! smallest node latency plus the tracker's; jitter only adds). The run proceeds in
+//! windows. With `N` the earliest time any node can still act (what is pending at nodes, or
+//! the earliest the tracker's answer to what is pending there can arrive) and `Tt` the same
+//! for the tracker, node shards process everything before `min(N + L, Tt + Lt)` and the
+//! tracker's shard everything before `N + Lt` (both also end at the next availability
+//! sample and at `max_time`), each in its own (time, sequence) order, including what it
+//! schedules for itself in that window (timers, wake-ups, departures). Whatever a node
+//! causes at another node or the tracker lands after the window: a shard runs its window
+//! node by node (all of one node's events, then the next node's), which keeps a Session in
+//! cache while it works through its batch (10-15 % faster than time order across the
+//! shard's nodes, 1,000 nodes); what goes to another shard waits in mailboxes, and the next
+//! window starts with each shard taking its mail in source-shard order. With a zero
+//! lookahead the windows are rounds at one instant. Everything global (pieces available,
+//! completions, failures, the series, the record's lines) is merged at the barrier between
+//! windows, in shard order. Checks that need another node's state use what was true when
+//! the window began: a leecher completing in a window cannot hold a piece the original seed
+//! sent in it (that takes `L`). The request check needs no other node: each node's half of
+//! a connection records what the other end's bytes announced as they are delivered, and a
+//! request must name a piece announced there.
 //!
 //! Worker threads (`RunOptions::threads`) take shards one by one in each window and wait at
 //! a barrier; the leader merges between windows. Which thread runs a shard changes nothing:
@@ -270,8 +274,9 @@ pub struct Engine {
     pending_seeds: u32,
 }
 
-/// The lookahead: the least latency between two distinct nodes, or a node and the tracker.
-fn lookahead(latency: &[u64], tracker: u64) -> u64 {
+/// The lookaheads: the least latency between two distinct nodes (`u64::MAX` with one node),
+/// and between a node and the tracker.
+fn lookahead(latency: &[u64], tracker: u64) -> (u64, u64) {
     let (mut a, mut b) = (u64::MAX, u64::MAX);
     for &l in latency {
         if l < a {
@@ -281,7 +286,7 @@ fn lookahead(latency: &[u64], tracker: u64) -> u64 {
             b = l;
         }
     }
-    a.saturating_add(b).min(a.saturating_add(tracker))
+    (a.saturating_add(b), a.saturating_add(tracker))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -312,12 +317,14 @@ impl Engine {
         }
         let nodes = latency.len() as u32;
         let shards = SHARDS.min(latency.len()).max(1);
+        let (lookahead_nodes, lookahead_tracker) = lookahead(&latency, sc.tracker.latency.0);
         let ctx = Ctx {
             piece_len: meta.piece_length(),
             piece_count,
             limits,
             shards,
-            lookahead: lookahead(&latency, sc.tracker.latency.0),
+            lookahead_nodes,
+            lookahead_tracker,
             original_seed,
             nodes,
             latency,
@@ -360,7 +367,7 @@ impl Engine {
             }
         }
         for s in &mut all {
-            s.rep.next = s.pending();
+            s.report_next();
         }
         Ok(Engine {
             ctx,
@@ -555,7 +562,7 @@ impl Leader {
     fn barrier(&mut self, ctx: &Ctx, shards: &[Mutex<Shard>]) -> Result<Option<Plan>, String> {
         let pc = ctx.piece_count;
         let mut guards: Vec<MutexGuard<'_, Shard>> = shards.iter().map(lock).collect();
-        let (mut next, mut alive) = (u64::MAX, 0u32);
+        let (mut next_nodes, mut next_tracker, mut alive) = (u64::MAX, u64::MAX, 0u32);
         let mut first: Option<(u64, u32)> = None;
         let mut seed_sent = self.seed_sent;
         for g in guards.iter_mut() {
@@ -596,7 +603,8 @@ impl Leader {
             if let Some(c) = r.seed_sent {
                 seed_sent = c;
             }
-            next = next.min(r.next);
+            next_nodes = next_nodes.min(r.next_nodes);
+            next_tracker = next_tracker.min(r.next_tracker);
             self.now = self.now.max(r.now);
             alive += sh.alive;
         }
@@ -632,6 +640,7 @@ impl Leader {
             return Ok(None);
         }
         let max_time = ctx.sc.run.max_time.0;
+        let next = next_nodes.min(next_tracker);
         loop {
             if next.min(self.next_sample) > max_time {
                 self.now = max_time;
@@ -655,12 +664,21 @@ impl Leader {
                 return Ok(None);
             }
         }
-        let end = if ctx.lookahead > 0 {
-            next.saturating_add(ctx.lookahead)
-                .min(self.next_sample)
-                .min(max_time + 1)
+        // Nodes hear from nodes and from the tracker, the tracker only from nodes. No node
+        // acts before `at_nodes` (what is pending at nodes, or the earliest the tracker's
+        // answer to what is pending there can arrive), and the tracker not before
+        // `at_tracker`; each window ends where the earliest of those could first reach it.
+        let (lnn, lnt) = (ctx.lookahead_nodes, ctx.lookahead_tracker);
+        let (end, tracker_end) = if lnn > 0 && lnt > 0 {
+            let limit = self.next_sample.min(max_time + 1);
+            let at_nodes = next_nodes.min(next_tracker.saturating_add(lnt));
+            let at_tracker = next_tracker.min(next_nodes.saturating_add(lnt));
+            let nodes = at_nodes
+                .saturating_add(lnn)
+                .min(at_tracker.saturating_add(lnt));
+            (nodes.min(limit), at_nodes.saturating_add(lnt).min(limit))
         } else {
-            next + 1
+            (next + 1, next + 1)
         };
         if self.progress && self.last_print.elapsed() >= Duration::from_secs(1) {
             self.last_print = std::time::Instant::now();
@@ -676,6 +694,7 @@ impl Leader {
         let plan = Plan {
             index: self.windows,
             end,
+            tracker_end,
             steps: self.steps,
         };
         self.windows += 1;

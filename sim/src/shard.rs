@@ -41,8 +41,10 @@ pub(crate) struct Ctx {
     pub limits: DecoderLimits,
     /// Node shards (the tracker's shard comes after them).
     pub shards: usize,
-    /// The least time any event takes from one node to another or to the tracker.
-    pub lookahead: u64,
+    /// The least time anything takes from one node to another (`u64::MAX`: one node).
+    pub lookahead_nodes: u64,
+    /// The least time anything takes between a node and the tracker.
+    pub lookahead_tracker: u64,
     pub original_seed: u32,
     pub nodes: u32,
     /// Per node: one-way latency and jitter of its access link.
@@ -78,8 +80,10 @@ impl Ctx {
 pub(crate) struct Plan {
     /// The window's number (its parity picks the mailboxes).
     pub index: u64,
-    /// Events strictly before this are processed.
+    /// Node shards process the events strictly before this.
     pub end: u64,
+    /// The tracker's shard processes the events strictly before this.
+    pub tracker_end: u64,
     /// Events processed before the window (the step limit).
     pub steps: u64,
 }
@@ -371,8 +375,10 @@ pub(crate) struct Report {
     pub first_leecher: Option<(u64, u32)>,
     /// Pieces the original seed has sent, if it is here.
     pub seed_sent: Option<u32>,
-    /// The earliest time anything is pending here or was sent from here.
-    pub next: u64,
+    /// The earliest time anything is pending here or was sent from here, at node shards
+    /// and at the tracker.
+    pub next_nodes: u64,
+    pub next_tracker: u64,
     /// The time of the last event processed.
     pub now: u64,
 }
@@ -462,7 +468,9 @@ pub(crate) struct Shard {
     serial: u64,
     /// Events for other shards, per destination, in creation order.
     outbox: Vec<Vec<(u64, Ev)>>,
-    out_min: u64,
+    /// The earliest event sent to another node shard, and to the tracker, in the window.
+    out_nodes: u64,
+    out_tracker: u64,
     pub trace: Trace,
     answers: VecDeque<Answer>,
     bounds: Vec<usize>,
@@ -493,7 +501,8 @@ impl Shard {
             free_slots: Vec::new(),
             serial: 0,
             outbox: (0..total_shards).map(|_| Vec::new()).collect(),
-            out_min: u64::MAX,
+            out_nodes: u64::MAX,
+            out_tracker: u64::MAX,
             trace: Trace::default(),
             answers: VecDeque::new(),
             bounds: Vec::new(),
@@ -543,7 +552,11 @@ impl Shard {
         if dst == self.id {
             self.push(ctx, at, ev);
         } else {
-            self.out_min = self.out_min.min(at);
+            if dst == ctx.tracker_shard() {
+                self.out_tracker = self.out_tracker.min(at);
+            } else {
+                self.out_nodes = self.out_nodes.min(at);
+            }
             self.outbox[dst].push((at, ev));
         }
     }
@@ -561,6 +574,18 @@ impl Shard {
 
     // ----- a window ---------------------------------------------------------------------
 
+    /// Fills in the report's earliest pending times.
+    pub(crate) fn report_next(&mut self) {
+        let own = self.pending();
+        let (n, t) = if self.tracker.is_some() {
+            (u64::MAX, own)
+        } else {
+            (own, u64::MAX)
+        };
+        self.rep.next_nodes = n.min(self.out_nodes);
+        self.rep.next_tracker = t.min(self.out_tracker);
+    }
+
     /// Runs one window: takes the mail, processes every event before `plan.end`, sends the
     /// tails that can no longer grow, posts the mail and fills in the report.
     pub(crate) fn window(&mut self, ctx: &Ctx, plan: &Plan, mail: &Mail) {
@@ -577,7 +602,8 @@ impl Shard {
                 self.push(ctx, t, ev);
             }
         }
-        self.out_min = u64::MAX;
+        self.out_nodes = u64::MAX;
+        self.out_tracker = u64::MAX;
         if self.error.is_none() {
             if let Err(e) = self.process(ctx, plan) {
                 self.error = Some(e);
@@ -594,7 +620,7 @@ impl Shard {
                 .unwrap_or_else(PoisonError::into_inner);
             b.append(&mut self.outbox[dst]);
         }
-        self.rep.next = self.pending().min(self.out_min);
+        self.report_next();
         self.rep.now = self.rep.now.max(self.now);
     }
 
@@ -603,7 +629,7 @@ impl Shard {
     fn process(&mut self, ctx: &Ctx, plan: &Plan) -> Result<(), String> {
         let mut steps = plan.steps + self.rep.steps;
         while let Some((t, slot)) = self.heap.peek() {
-            if t >= plan.end {
+            if t >= plan.tracker_end {
                 break;
             }
             self.step(ctx, &mut steps)?;
