@@ -176,7 +176,7 @@ pub(crate) struct Half {
     /// Receiving side: frames of what the other end sends.
     pub rx: RxScan,
     /// Pieces the other end announced to this node (bitfield, have, have all), as received.
-    pub peer_announced: Option<Bitfield>,
+    pub peer_announced: Announced,
 }
 
 /// Connection id not known yet.
@@ -200,8 +200,56 @@ impl Half {
             skip: HANDSHAKE_LEN,
             decoder: FrameDecoder::new(limits),
             rx: RxScan::default(),
-            peer_announced: None,
+            peer_announced: Announced::default(),
         }
+    }
+}
+
+/// Haves an [`Announced`] holds before it sets their bits.
+const PENDING_HAVES: usize = 8;
+
+/// The pieces one end announced to the other. Received haves wait in a short list inside
+/// the connection half and are set in the bitfield eight at a time: the bitfield is a
+/// separate allocation, and touching it for every have was a cache miss per have.
+#[derive(Debug, Default)]
+pub(crate) struct Announced {
+    bits: Option<Bitfield>,
+    pending: [u32; PENDING_HAVES],
+    len: usize,
+}
+
+impl Announced {
+    /// A `have` for piece `p` (ignored beyond the torrent).
+    pub(crate) fn have(&mut self, p: u32, piece_count: u32) {
+        if p >= piece_count {
+            return;
+        }
+        if self.len == PENDING_HAVES {
+            self.flush(piece_count);
+        }
+        self.pending[self.len] = p;
+        self.len += 1;
+    }
+
+    fn flush(&mut self, piece_count: u32) {
+        if self.len > 0 {
+            let bits = self.bits.get_or_insert_with(|| Bitfield::new(piece_count));
+            for &p in &self.pending[..self.len] {
+                bits.set(p);
+            }
+            self.len = 0;
+        }
+    }
+
+    /// A `bitfield` or `have all`: replaces everything announced before.
+    pub(crate) fn replace(&mut self, bits: Bitfield) {
+        self.len = 0;
+        self.bits = Some(bits);
+    }
+
+    /// Piece `p` was announced.
+    pub(crate) fn has(&self, p: u32) -> bool {
+        self.pending[..self.len].contains(&p) || self.bits.as_ref().is_some_and(|b| b.get(p))
     }
 }
 
@@ -219,7 +267,10 @@ pub(crate) struct RxScan {
     /// Body bytes of the current frame still to come.
     body_left: usize,
     id: u8,
-    /// The body of a `have` or `bitfield` frame, as far as received.
+    /// The body of a `have` frame, as far as received (inline: haves are most frames).
+    have: [u8; 4],
+    have_len: usize,
+    /// The body of a `bitfield` frame, as far as received.
     body: Vec<u8>,
 }
 
@@ -231,6 +282,8 @@ impl Default for RxScan {
             header_len: 0,
             body_left: 0,
             id: 0,
+            have: [0; 4],
+            have_len: 0,
             body: Vec::new(),
         }
     }
@@ -242,7 +295,7 @@ impl RxScan {
     pub(crate) fn scan(
         &mut self,
         mut input: &[u8],
-        announced: &mut Option<Bitfield>,
+        announced: &mut Announced,
         piece_count: u32,
     ) -> u64 {
         let mut payload = 0u64;
@@ -255,8 +308,17 @@ impl RxScan {
             }
             if self.body_left > 0 {
                 let k = self.body_left.min(input.len());
-                if matches!(self.id, id::HAVE | id::BITFIELD) {
-                    self.body.extend_from_slice(&input[..k]);
+                match self.id {
+                    id::HAVE => {
+                        for &b in &input[..k] {
+                            if let Some(x) = self.have.get_mut(self.have_len) {
+                                *x = b;
+                                self.have_len += 1;
+                            }
+                        }
+                    }
+                    id::BITFIELD => self.body.extend_from_slice(&input[..k]),
+                    _ => {}
                 }
                 self.body_left -= k;
                 input = &input[k..];
@@ -291,7 +353,10 @@ impl RxScan {
                 self.id = self.header[4];
                 self.header_len = 0;
                 self.body_left = len - 1;
-                self.body.clear();
+                self.have_len = 0;
+                if self.id == id::BITFIELD {
+                    self.body.clear();
+                }
                 if self.id == id::PIECE {
                     payload += self.body_left.saturating_sub(8) as u64;
                 }
@@ -303,22 +368,17 @@ impl RxScan {
         payload
     }
 
-    fn frame_done(&mut self, announced: &mut Option<Bitfield>, piece_count: u32) {
+    fn frame_done(&mut self, announced: &mut Announced, piece_count: u32) {
         match self.id {
-            id::HAVE => {
-                if let [a, b, c, d] = self.body[..] {
-                    let p = u32::from_be_bytes([a, b, c, d]);
-                    announced
-                        .get_or_insert_with(|| Bitfield::new(piece_count))
-                        .set(p);
-                }
+            id::HAVE if self.have_len == 4 => {
+                announced.have(u32::from_be_bytes(self.have), piece_count);
             }
             id::BITFIELD => {
                 if let Ok(b) = Bitfield::from_bytes(&self.body, piece_count) {
-                    *announced = Some(b);
+                    announced.replace(b);
                 }
             }
-            id::HAVE_ALL => *announced = Some(Bitfield::full(piece_count)),
+            id::HAVE_ALL => announced.replace(Bitfield::full(piece_count)),
             _ => {}
         }
     }
@@ -326,7 +386,7 @@ impl RxScan {
 
 #[cfg(test)]
 mod tests {
-    use super::{RxScan, SendBuf};
+    use super::{Announced, RxScan, SendBuf};
 
     /// The socket buffer drains in order; short writes share an entry; a full buffer merges.
     #[test]
@@ -394,21 +454,28 @@ mod tests {
         stream.extend(frame(&Message::Have(19)));
         for cut in [1, 2, 3, 5, 7, 64, 1000] {
             let mut scan = RxScan::default();
-            let mut ann = None;
+            let mut ann = Announced::default();
             let mut payload = 0;
             for chunk in stream.chunks(cut) {
                 payload += scan.scan(chunk, &mut ann, pc);
             }
-            let ann = ann.unwrap();
             assert_eq!(payload, 100, "cut {cut}");
-            let ones: Vec<u32> = ann.iter_ones().collect();
+            let ones: Vec<u32> = (0..pc).filter(|p| ann.has(*p)).collect();
             assert_eq!(ones, vec![3, 5, 19], "cut {cut}");
         }
         let mut scan = RxScan::default();
-        let mut ann = None;
+        let mut ann = Announced::default();
         let mut all = vec![0u8; HANDSHAKE_LEN];
         all.extend(frame(&Message::HaveAll));
         scan.scan(&all, &mut ann, pc);
-        assert!(ann.unwrap().all());
+        assert!((0..pc).all(|p| ann.has(p)));
+        // Many haves: more than wait in the list.
+        let mut ann = Announced::default();
+        for p in (0..pc).step_by(2) {
+            ann.have(p, pc);
+        }
+        ann.have(pc + 5, pc);
+        let ones: Vec<u32> = (0..pc + 10).filter(|p| ann.has(*p)).collect();
+        assert_eq!(ones, (0..pc).step_by(2).collect::<Vec<u32>>());
     }
 }

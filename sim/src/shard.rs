@@ -1202,7 +1202,7 @@ impl Shard {
         }
         // Drop the heavy parts now; the slot is reused with a fresh half.
         h.unsent = Default::default();
-        h.peer_announced = None;
+        h.peer_announced = Default::default();
         h.decoder = FrameDecoder::default();
         h.rx = Default::default();
         h.tail = None;
@@ -1733,7 +1733,7 @@ impl Shard {
                     }
                 }
                 Message::Request(b) => {
-                    let has = me.peer_announced.as_ref().is_some_and(|a| a.get(b.index));
+                    let has = me.peer_announced.has(b.index);
                     if !has {
                         problems.push(format!(
                             "node {i} requested piece {} from node {j}, which never announced it",
