@@ -22,11 +22,17 @@ impl Default for Trace {
 }
 
 impl Trace {
-    /// Adds one record.
+    /// Adds one record. Each word is written as a LEB128 varint (most are small: kinds,
+    /// node and connection ids, lengths), which about halves what SHA-1 has to hash.
     #[inline]
     pub fn add(&mut self, words: &[u64]) {
-        for w in words {
-            self.buf.extend_from_slice(&w.to_le_bytes());
+        for &w in words {
+            let mut w = w;
+            while w >= 0x80 {
+                self.buf.push((w as u8) | 0x80);
+                w >>= 7;
+            }
+            self.buf.push(w as u8);
         }
         if self.buf.len() >= 8192 {
             self.sha.update(&self.buf);
