@@ -17,11 +17,16 @@ fn small(name: &str, peers: u32) -> Scenario {
 }
 
 fn run(sc: Scenario, seed: u64) -> RunResult {
+    run_on(sc, seed, 0)
+}
+
+fn run_on(sc: Scenario, seed: u64, threads: usize) -> RunResult {
     hive_sim::run(
         sc,
         RunOptions {
             seed,
             progress: false,
+            threads,
         },
     )
     .unwrap()
@@ -141,6 +146,33 @@ fn same_seed_same_trace_different_seed_different_trace() {
 }
 
 #[test]
+fn any_number_of_threads_gives_the_same_run() {
+    // Random draws everywhere (UDP loss, duplication and jitter, link jitter), arrivals and
+    // departures (churn), and more nodes than one shard holds... at every thread count.
+    let mut lossy = small("mixed-links", 70);
+    lossy.tracker.kind = TrackerKind::Udp;
+    lossy.tracker.loss = 0.2;
+    lossy.tracker.duplicate = 0.1;
+    lossy.tracker.jitter = hive_sim::scenario::Dur::millis(30);
+    let mut churn = small("churn", 24);
+    churn.run.max_time = hive_sim::scenario::Dur::secs(300);
+    for (sc, seed) in [(lossy, 4), (churn, 6)] {
+        let one = run_on(sc.clone(), seed, 1);
+        let json = |r: &RunResult| serde_json::to_string(&Summary::of(r)).unwrap();
+        for threads in [2, 3] {
+            let many = run_on(sc.clone(), seed, threads);
+            assert_eq!(
+                one.trace_hash, many.trace_hash,
+                "{} on {threads} threads",
+                sc.name
+            );
+            assert_eq!(one.events, many.events);
+            assert_eq!(json(&one), json(&many));
+        }
+    }
+}
+
+#[test]
 fn every_built_in_passes_its_checks_when_small() {
     for (name, _) in hive_sim::scenario::BUILTINS {
         let r = run(small(name, 6), 1);
@@ -232,6 +264,7 @@ fn the_step_limit_fails_the_run_clearly() {
         RunOptions {
             seed: 1,
             progress: false,
+            threads: 0,
         },
     )
     .err()

@@ -6,11 +6,13 @@
 #![forbid(unsafe_code)]
 
 pub mod engine;
+mod link;
 mod queue;
 pub mod record;
 pub mod replay;
 pub mod report;
 pub mod scenario;
+mod shard;
 mod trace;
 mod tracker;
 pub mod view;

@@ -34,7 +34,9 @@
 //!
 //! Recording only reads the Sessions (statistics and snapshots) between steps: a run with
 //! `--record` has the same trace hash as one without, and the same scenario and seed give a
-//! byte-identical file.
+//! byte-identical file, with any number of threads. Each shard of the engine writes its nodes'
+//! lines (`RecShard`); at the end of every window the lines are merged by time (at one
+//! instant: samples in node order, then events in shard order).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -70,20 +72,44 @@ pub mod flags {
 /// What the last `s` line of a node said, to write only changes.
 #[derive(Default)]
 struct NodeState {
+    /// The next sampling instant (µs).
+    due: u64,
     got: Vec<u32>,
     dl: Vec<u32>,
     tot: [u64; 7],
     conns: BTreeMap<u64, (u8, u64, u64)>,
 }
 
-/// Writes a record; the engine calls it (see [`crate::Engine::record`]).
+/// Writes a record; the engine calls it (see [`crate::Engine::record`]). The lines themselves
+/// are formatted by each shard of the engine (`RecShard`) and merged here in time order.
 pub struct Recorder {
     out: Box<dyn Write>,
     every: u64,
-    due: u64,
-    nodes: Vec<NodeState>,
     line: String,
     error: Option<String>,
+}
+
+/// Where a line goes among the lines of the same instant: samples (in node order) first, then
+/// events (in shard order, then in the order the shard produced them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct LineKey {
+    t: u64,
+    class: u8,
+    order: u64,
+}
+
+/// One shard's part of a record: the state of its nodes' last `s` lines, and the lines it
+/// wrote since the last merge.
+pub(crate) struct RecShard {
+    every: u64,
+    /// By the node's index within the shard.
+    nodes: Vec<NodeState>,
+    shard: u64,
+    text: String,
+    lines: Vec<(LineKey, usize, usize)>,
+    /// Start of the line being written.
+    open: usize,
+    events: u64,
 }
 
 impl Recorder {
@@ -92,23 +118,14 @@ impl Recorder {
         Recorder {
             out,
             every: every_us.max(1),
-            due: 0,
-            nodes: Vec::new(),
             line: String::with_capacity(256),
             error: None,
         }
     }
 
-    /// The next sampling instant (µs).
-    pub(crate) fn due(&self) -> u64 {
-        self.due
-    }
-
-    /// Moves the next sampling instant past `t` (nothing happened in between).
-    pub(crate) fn skip_to(&mut self, t: u64) {
-        if self.due <= t {
-            self.due = (t / self.every + 1) * self.every;
-        }
+    /// The sampling cadence (µs).
+    pub(crate) fn every(&self) -> u64 {
+        self.every
     }
 
     /// The header line.
@@ -145,19 +162,6 @@ impl Recorder {
         self.flush_line();
     }
 
-    fn node(&mut self, i: u32) -> &mut NodeState {
-        let i = i as usize;
-        if self.nodes.len() <= i {
-            self.nodes.resize_with(i + 1, NodeState::default);
-        }
-        &mut self.nodes[i]
-    }
-
-    fn start(&mut self, t: u64, i: u32, kind: &str) {
-        self.line.clear();
-        let _ = write!(self.line, r#"{{"t":{t},"n":{i},"k":"{kind}""#);
-    }
-
     fn flush_line(&mut self) {
         if self.error.is_none() {
             self.line.push('\n');
@@ -168,33 +172,122 @@ impl Recorder {
         self.line.clear();
     }
 
-    fn end_line(&mut self) {
-        self.line.push('}');
-        self.flush_line();
+    /// Writes the lines the shards wrote since the last merge, in time order (every line of
+    /// a later merge is later: the engine merges at the end of each window).
+    pub(crate) fn merge<'a>(&mut self, shards: impl IntoIterator<Item = &'a mut RecShard>) {
+        let shards: Vec<&mut RecShard> = shards.into_iter().collect();
+        let mut all: Vec<(LineKey, usize, usize, usize)> = Vec::new();
+        for (k, s) in shards.iter().enumerate() {
+            all.extend(s.lines.iter().map(|&(key, a, b)| (key, k, a, b)));
+        }
+        all.sort_unstable_by_key(|x| (x.0, x.1));
+        if self.error.is_none() {
+            for &(_, k, a, b) in &all {
+                let line = &shards[k].text[a..b];
+                if let Err(e) = self.out.write_all(line.as_bytes()) {
+                    self.error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        for s in shards {
+            s.text.clear();
+            s.lines.clear();
+        }
     }
 
-    /// Node `i` arrived.
-    pub(crate) fn arrive(&mut self, t: u64, i: u32, seed: bool) {
-        self.node(i);
+    /// The `end` line; flushes. The first write error, if any.
+    pub(crate) fn finish(&mut self, t: u64, finished: bool) -> Option<String> {
+        self.line.clear();
+        let _ = write!(self.line, r#"{{"t":{t},"k":"end","finished":{finished}}}"#);
+        self.flush_line();
+        if self.error.is_none() {
+            if let Err(e) = self.out.flush() {
+                self.error = Some(e.to_string());
+            }
+        }
+        self.error.clone()
+    }
+}
+
+impl RecShard {
+    /// Shard `shard`'s part of a record sampled every `every` µs.
+    pub(crate) fn new(shard: usize, every: u64) -> RecShard {
+        RecShard {
+            every: every.max(1),
+            nodes: Vec::new(),
+            shard: shard as u64,
+            text: String::new(),
+            lines: Vec::new(),
+            open: 0,
+            events: 0,
+        }
+    }
+
+    /// The next sampling instant of the shard's node `local` (µs).
+    pub(crate) fn due(&self, local: usize) -> u64 {
+        self.nodes.get(local).map_or(0, |n| n.due)
+    }
+
+    /// Node `local`'s sampling instant is done: the next is the first multiple of the
+    /// cadence after `t` (the node does not change between two of its steps, so the
+    /// instants in between would find nothing new).
+    pub(crate) fn done_until(&mut self, local: usize, t: u64) {
+        let every = self.every;
+        self.node(local).due = (t / every + 1) * every;
+    }
+
+    fn node(&mut self, local: usize) -> &mut NodeState {
+        if self.nodes.len() <= local {
+            self.nodes.resize_with(local + 1, NodeState::default);
+        }
+        &mut self.nodes[local]
+    }
+
+    fn start(&mut self, t: u64, i: u32, kind: &str) {
+        self.open = self.text.len();
+        let _ = write!(self.text, r#"{{"t":{t},"n":{i},"k":"{kind}""#);
+    }
+
+    /// Ends an event line (ordered after the samples of its instant, in shard order).
+    fn end_event(&mut self, t: u64) {
+        self.text.push_str("}\n");
+        self.events += 1;
+        let key = LineKey {
+            t,
+            class: 1,
+            order: (self.shard << 40) | self.events,
+        };
+        self.lines.push((key, self.open, self.text.len()));
+    }
+
+    /// Node `i` (`local` in the shard) arrived.
+    pub(crate) fn arrive(&mut self, t: u64, i: u32, local: usize, seed: bool) {
+        self.node(local);
         self.start(t, i, "arrive");
-        let _ = write!(self.line, r#","seed":{seed}"#);
-        self.end_line();
+        let _ = write!(self.text, r#","seed":{seed}"#);
+        self.end_event(t);
     }
 
     /// Node `i` left.
-    pub(crate) fn depart(&mut self, t: u64, i: u32) {
+    pub(crate) fn depart(&mut self, t: u64, i: u32, local: usize) {
         self.start(t, i, "depart");
-        self.end_line();
-        if let Some(n) = self.nodes.get_mut(i as usize) {
-            *n = NodeState::default();
+        self.end_event(t);
+        if let Some(n) = self.nodes.get_mut(local) {
+            *n = NodeState {
+                due: n.due,
+                ..NodeState::default()
+            };
         }
     }
 
     /// A Session event of node `i` (`peer` maps an address to a node index).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn event(
         &mut self,
         t: u64,
         i: u32,
+        local: usize,
         s: &Session,
         torrent: TorrentId,
         ev: &Event,
@@ -203,47 +296,47 @@ impl Recorder {
         let q = |s: &str| serde_json::Value::from(s).to_string();
         let opt = |p: Option<u32>| p.map_or("null".to_owned(), |p| p.to_string());
         match ev {
-            Event::PieceDone { piece, .. } => self.node(i).got.push(*piece),
+            Event::PieceDone { piece, .. } => self.node(local).got.push(*piece),
             Event::PeerJoined { conn, addr, .. } => {
                 self.start(t, i, "join");
                 let _ = write!(
-                    self.line,
+                    self.text,
                     r#","c":{},"peer":{},"addr":"{addr}""#,
                     conn.0,
                     opt(peer(addr.ip()))
                 );
-                self.end_line();
+                self.end_event(t);
             }
             Event::PeerLeft { conn, reason, .. } => {
-                self.node(i).conns.remove(&conn.0);
+                self.node(local).conns.remove(&conn.0);
                 let why = match reason {
                     LeaveReason::Closed(why) => why.as_str(),
                     LeaveReason::Remote => "closed by the peer",
                     LeaveReason::ConnectFailed => "connect failed",
                 };
                 self.start(t, i, "leave");
-                let _ = write!(self.line, r#","c":{},"why":{}"#, conn.0, q(why));
-                self.end_line();
+                let _ = write!(self.text, r#","c":{},"why":{}"#, conn.0, q(why));
+                self.end_event(t);
             }
             Event::TorrentComplete { .. } => {
                 // The pieces that completed it first, so a reader sees 100 % with `complete`.
-                self.sample(t, i, s, torrent);
+                self.sample_line(t, i, local, s, torrent, 1);
                 self.start(t, i, "complete");
-                self.end_line();
+                self.end_event(t);
             }
             Event::HashFailed { piece, .. } => {
                 self.start(t, i, "hash_failed");
-                let _ = write!(self.line, r#","p":{piece}"#);
-                self.end_line();
+                let _ = write!(self.text, r#","p":{piece}"#);
+                self.end_event(t);
             }
             Event::PeerBanned { addr, .. } => {
                 self.start(t, i, "ban");
                 let _ = write!(
-                    self.line,
+                    self.text,
                     r#","addr":"{addr}","peer":{}"#,
                     opt(peer(addr.ip()))
                 );
-                self.end_line();
+                self.end_event(t);
             }
             Event::TrackerError { url, message, .. }
             | Event::TrackerWarning { url, message, .. } => {
@@ -254,24 +347,37 @@ impl Recorder {
                 };
                 self.start(t, i, "tracker");
                 let _ = write!(
-                    self.line,
+                    self.text,
                     r#","status":"{status}","url":{},"msg":{}"#,
                     q(url),
                     q(message)
                 );
-                self.end_line();
+                self.end_event(t);
             }
             Event::TorrentError { message, .. } => {
                 self.start(t, i, "error");
-                let _ = write!(self.line, r#","msg":{}"#, q(message));
-                self.end_line();
+                let _ = write!(self.text, r#","msg":{}"#, q(message));
+                self.end_event(t);
             }
             _ => {}
         }
     }
 
-    /// An `s` line for node `i` at `t` if anything changed since its last one.
-    pub(crate) fn sample(&mut self, t: u64, i: u32, s: &Session, torrent: TorrentId) {
+    /// An `s` line for node `i` at `t` if anything changed since its last one, among the
+    /// instant's samples (in node order).
+    pub(crate) fn sample(&mut self, t: u64, i: u32, local: usize, s: &Session, torrent: TorrentId) {
+        self.sample_line(t, i, local, s, torrent, 0);
+    }
+
+    fn sample_line(
+        &mut self,
+        t: u64,
+        i: u32,
+        local: usize,
+        s: &Session,
+        torrent: TorrentId,
+        class: u8,
+    ) {
         let Some(st) = s.stats(torrent) else { return };
         let tot = [
             st.downloaded,
@@ -292,7 +398,7 @@ impl Recorder {
             .collect();
         let mut changed = Vec::new();
         let peers = s.peer_snapshots(torrent).unwrap_or_default();
-        let node = self.node(i);
+        let node = self.node(local);
         for p in &peers {
             let f = [
                 (p.outgoing, flags::OUTGOING),
@@ -333,43 +439,35 @@ impl Recorder {
         };
         self.start(t, i, "s");
         if !got.is_empty() {
-            let _ = write!(self.line, r#","got":{}"#, list(&got));
+            let _ = write!(self.text, r#","got":{}"#, list(&got));
         }
         if new_dl {
-            let _ = write!(self.line, r#","dl":{}"#, list(&dl));
+            let _ = write!(self.text, r#","dl":{}"#, list(&dl));
         }
         if new_tot {
             let [a, b, c, d, e, f, g] = tot;
-            let _ = write!(self.line, r#","tot":[{a},{b},{c},{d},{e},{f},{g}]"#);
+            let _ = write!(self.text, r#","tot":[{a},{b},{c},{d},{e},{f},{g}]"#);
         }
         if !changed.is_empty() {
-            self.line.push_str(r#","c":["#);
+            self.text.push_str(r#","c":["#);
             for (k, (c, (f, dr, ur))) in changed.iter().enumerate() {
                 if k > 0 {
-                    self.line.push(',');
+                    self.text.push(',');
                 }
-                let _ = write!(self.line, "[{c},{f},{dr},{ur}]");
+                let _ = write!(self.text, "[{c},{f},{dr},{ur}]");
             }
-            self.line.push(']');
+            self.text.push(']');
         }
-        self.end_line();
-    }
-
-    /// The sampling instant is done: the next one is a cadence later.
-    pub(crate) fn advance(&mut self) {
-        self.due += self.every;
-    }
-
-    /// The `end` line; flushes. The first write error, if any.
-    pub(crate) fn finish(&mut self, t: u64, finished: bool) -> Option<String> {
-        self.line.clear();
-        let _ = write!(self.line, r#"{{"t":{t},"k":"end","finished":{finished}}}"#);
-        self.flush_line();
-        if self.error.is_none() {
-            if let Err(e) = self.out.flush() {
-                self.error = Some(e.to_string());
-            }
+        if class == 0 {
+            self.text.push_str("}\n");
+            let key = LineKey {
+                t,
+                class: 0,
+                order: u64::from(i),
+            };
+            self.lines.push((key, self.open, self.text.len()));
+        } else {
+            self.end_event(t);
         }
-        self.error.clone()
     }
 }

@@ -1,6 +1,8 @@
 //! The run's trace hash: every input given to a node and every output it produced (kind,
-//! ids, lengths, virtual time) folded into one SHA-1. Two runs with the same scenario and
-//! seed give the same hash on any machine; the first differing event changes it.
+//! ids, lengths, virtual time) folded into SHA-1. Each shard of the engine keeps its own trace
+//! (its events in its own order, whichever thread ran it); the run's hash is the SHA-1 of the
+//! shards' digests in shard order. Two runs with the same scenario and seed give the same hash
+//! on any machine and with any number of threads; the first differing event changes it.
 
 use sha1::{Digest, Sha1};
 
@@ -20,11 +22,17 @@ impl Default for Trace {
 }
 
 impl Trace {
-    /// Adds one record.
+    /// Adds one record. Each word is written as a LEB128 varint (most are small: kinds,
+    /// node and connection ids, lengths), which about halves what SHA-1 has to hash.
     #[inline]
     pub fn add(&mut self, words: &[u64]) {
-        for w in words {
-            self.buf.extend_from_slice(&w.to_le_bytes());
+        for &w in words {
+            let mut w = w;
+            while w >= 0x80 {
+                self.buf.push((w as u8) | 0x80);
+                w >>= 7;
+            }
+            self.buf.push(w as u8);
         }
         if self.buf.len() >= 8192 {
             self.sha.update(&self.buf);
@@ -38,10 +46,20 @@ impl Trace {
         self.buf.extend_from_slice(s.as_bytes());
     }
 
-    /// The hash so far, as 16 hex digits (the first 8 bytes of the SHA-1).
-    pub fn hex(&self) -> String {
+    /// The SHA-1 of everything added.
+    pub fn digest(&self) -> [u8; 20] {
         let mut sha = self.sha.clone();
         sha.update(&self.buf);
+        sha.finalize().into()
+    }
+
+    /// The run's hash from the shards' traces, in shard order: the SHA-1 of their digests,
+    /// as 16 hex digits.
+    pub fn combine<'a>(parts: impl IntoIterator<Item = &'a Trace>) -> String {
+        let mut sha = Sha1::new();
+        for t in parts {
+            sha.update(t.digest());
+        }
         sha.finalize()
             .iter()
             .take(8)

@@ -40,6 +40,7 @@ fn replay_in_a_real_browser() {
         RunOptions {
             seed: 11,
             progress: false,
+            threads: 0,
         },
     )
     .unwrap();

@@ -22,6 +22,7 @@ fn run(record: Option<&Path>) -> RunResult {
         RunOptions {
             seed: 5,
             progress: false,
+            threads: 0,
         },
     )
     .unwrap();

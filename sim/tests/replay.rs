@@ -18,6 +18,7 @@ fn recorded() -> (RunResult, String) {
         RunOptions {
             seed: 2,
             progress: false,
+            threads: 0,
         },
     )
     .unwrap();

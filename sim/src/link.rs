@@ -1,0 +1,481 @@
+//! One node's half of a simulated connection ([`Half`]), the bytes in flight ([`Payload`]),
+//! and the receiving side's view of the wire ([`RxScan`]). See the link model in
+//! [`crate::engine`].
+
+use bytes::Bytes;
+use hive_core::bitfield::Bitfield;
+use hive_core::wire::{DecoderLimits, FrameDecoder, HANDSHAKE_LEN, id};
+
+/// Bytes in flight. Most segments are a have or a few requests: those travel inline, so that
+/// they cost no allocation.
+#[derive(Debug)]
+pub(crate) enum Payload {
+    Inline(u8, [u8; INLINE]),
+    Shared(Bytes),
+    /// Short writes coalesced into one segment (see [`COALESCE`]).
+    Joined(Vec<u8>),
+}
+
+/// Bytes a segment carries inline.
+pub(crate) const INLINE: usize = 38;
+
+/// A write of at most this many bytes joins the connection's previous segment when that one
+/// has not started to leave the sender yet and stays this small: the bytes wait in the same
+/// socket buffer, and TCP would send them in the same packets. Without this, every `have` a
+/// node sends while its uplink is busy with blocks (a flash crowd: all the time) would be a
+/// segment and an event of its own.
+pub(crate) const COALESCE: usize = 1024;
+
+impl Payload {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Payload::Inline(n, b) => &b[..usize::from(*n)],
+            Payload::Shared(b) => b,
+            Payload::Joined(v) => v,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    pub(crate) fn append(&mut self, more: &[u8]) {
+        match self {
+            Payload::Inline(n, b) if usize::from(*n) + more.len() <= INLINE => {
+                let at = usize::from(*n);
+                b[at..at + more.len()].copy_from_slice(more);
+                *n += more.len() as u8;
+            }
+            Payload::Joined(v) => v.extend_from_slice(more),
+            other => {
+                let mut v = Vec::with_capacity(2 * (other.len() + more.len()));
+                v.extend_from_slice(other.as_slice());
+                v.extend_from_slice(more);
+                *other = Payload::Joined(v);
+            }
+        }
+    }
+}
+
+/// The last segment of a pipe while more bytes may still join it: it has not started to
+/// leave the sender's uplink. It is held by the sender (not queued anywhere), so joining
+/// never touches another node's state; it is sent when a later segment of the pipe is cut,
+/// when the connection closes, or at the end of the window in which it starts to leave.
+#[derive(Debug)]
+pub(crate) struct Tail {
+    /// Tells a held tail from a newer one in the shard's list of held tails.
+    pub serial: u64,
+    /// When it starts to leave the sender's uplink.
+    pub start: u64,
+    /// When its first byte reaches the receiver's downlink.
+    pub first: u64,
+    /// When its last byte reaches the receiver's downlink.
+    pub at: u64,
+    pub data: Payload,
+}
+
+/// Entries a socket buffer keeps (see [`SendBuf`]).
+const SENDBUF_ENTRIES: usize = 8;
+
+/// A connection's socket buffer: the bytes that have not left the sender's uplink yet, as
+/// (time they leave, bytes) in order, inline in the connection's half (it is read at every
+/// write: a separate allocation would be one more cache miss). A short write right behind
+/// another short one (have batches) shares its entry, as does any write once the entries
+/// are used up: those bytes count as buffered until the later write leaves, a few
+/// microseconds more.
+#[derive(Debug, Default)]
+pub(crate) struct SendBuf {
+    at: [u64; SENDBUF_ENTRIES],
+    len: [u32; SENDBUF_ENTRIES],
+    head: usize,
+    count: usize,
+    /// Bytes buffered.
+    pub bytes: u64,
+}
+
+impl SendBuf {
+    fn slot(&self, k: usize) -> usize {
+        (self.head + k) % SENDBUF_ENTRIES
+    }
+
+    /// `n` bytes that leave the uplink at `at` (never before the bytes already buffered).
+    pub(crate) fn push(&mut self, at: u64, n: u32) {
+        self.bytes += u64::from(n);
+        if self.count > 0 {
+            let last = self.slot(self.count - 1);
+            let small = n as usize <= COALESCE && self.len[last] as usize <= COALESCE;
+            if small || self.count == SENDBUF_ENTRIES {
+                self.at[last] = self.at[last].max(at);
+                self.len[last] += n;
+                return;
+            }
+        }
+        let k = self.slot(self.count);
+        self.at[k] = at;
+        self.len[k] = n;
+        self.count += 1;
+    }
+
+    /// Forgets the bytes that left by `now`.
+    pub(crate) fn prune(&mut self, now: u64) {
+        while self.count > 0 && self.at[self.head] <= now {
+            self.bytes -= u64::from(self.len[self.head]);
+            self.head = (self.head + 1) % SENDBUF_ENTRIES;
+            self.count -= 1;
+        }
+    }
+
+    /// When the buffer will have drained to `low` bytes.
+    pub(crate) fn drained_at(&self, low: u64) -> u64 {
+        let mut left = self.bytes;
+        for k in 0..self.count {
+            let s = self.slot(k);
+            left -= u64::from(self.len[s]);
+            if left <= low {
+                return self.at[s];
+            }
+        }
+        0
+    }
+}
+
+/// One node's half of a connection: what it sends (socket buffer, the pipe's last segment,
+/// the decoder that watches its bytes) and what it received (announcements). The fields a
+/// write or a delivery touches come first (`repr(C)` keeps them together).
+#[derive(Debug)]
+#[repr(C)]
+pub(crate) struct Half {
+    /// The node's connection id.
+    pub conn: u64,
+    /// The other end: its node and its connection id (`NO_CONN` until the SYN-ACK tells the
+    /// initiator).
+    pub peer: u32,
+    pub peer_conn: u64,
+    /// The node's Session knows the connection.
+    pub alive: bool,
+    /// The initiator has not heard `Connected` or a failure yet.
+    pub connecting: bool,
+    /// Closed by the Session while connecting: kept until the SYN-ACK (answered with a FIN)
+    /// or the failure arrives.
+    pub zombie: bool,
+    /// Segments of this pipe waiting behind the node's downlink.
+    pub rx_pending: u32,
+    /// The socket buffer.
+    pub unsent: SendBuf,
+    /// A `Transmit` waits for buffer room.
+    pub blocked: bool,
+    /// A wake-up is queued for this time (`u64::MAX`: none).
+    pub wake_at: u64,
+    /// When the pipe's last segment reaches the other end's downlink (segments never
+    /// overtake each other).
+    pub last_arrival: u64,
+    pub tail: Option<Tail>,
+    /// Handshake bytes still to skip before frames (sending side).
+    pub skip: usize,
+    pub decoder: FrameDecoder,
+    /// Receiving side: frames of what the other end sends.
+    pub rx: RxScan,
+    /// Pieces the other end announced to this node (bitfield, have, have all), as received.
+    pub peer_announced: Announced,
+}
+
+/// Connection id not known yet.
+pub(crate) const NO_CONN: u64 = u64::MAX;
+
+impl Half {
+    pub(crate) fn new(conn: u64, peer: u32, peer_conn: u64, limits: DecoderLimits) -> Half {
+        Half {
+            conn,
+            peer,
+            peer_conn,
+            alive: true,
+            connecting: false,
+            zombie: false,
+            rx_pending: 0,
+            unsent: SendBuf::default(),
+            blocked: false,
+            wake_at: u64::MAX,
+            last_arrival: 0,
+            tail: None,
+            skip: HANDSHAKE_LEN,
+            decoder: FrameDecoder::new(limits),
+            rx: RxScan::default(),
+            peer_announced: Announced::default(),
+        }
+    }
+}
+
+/// Haves an [`Announced`] holds before it sets their bits.
+const PENDING_HAVES: usize = 8;
+
+/// The pieces one end announced to the other. Received haves wait in a short list inside
+/// the connection half and are set in the bitfield eight at a time: the bitfield is a
+/// separate allocation, and touching it for every have was a cache miss per have.
+#[derive(Debug, Default)]
+pub(crate) struct Announced {
+    bits: Option<Bitfield>,
+    pending: [u32; PENDING_HAVES],
+    len: usize,
+}
+
+impl Announced {
+    /// A `have` for piece `p` (ignored beyond the torrent).
+    pub(crate) fn have(&mut self, p: u32, piece_count: u32) {
+        if p >= piece_count {
+            return;
+        }
+        if self.len == PENDING_HAVES {
+            self.flush(piece_count);
+        }
+        self.pending[self.len] = p;
+        self.len += 1;
+    }
+
+    fn flush(&mut self, piece_count: u32) {
+        if self.len > 0 {
+            let bits = self.bits.get_or_insert_with(|| Bitfield::new(piece_count));
+            for &p in &self.pending[..self.len] {
+                bits.set(p);
+            }
+            self.len = 0;
+        }
+    }
+
+    /// A `bitfield` or `have all`: replaces everything announced before.
+    pub(crate) fn replace(&mut self, bits: Bitfield) {
+        self.len = 0;
+        self.bits = Some(bits);
+    }
+
+    /// Piece `p` was announced.
+    pub(crate) fn has(&self, p: u32) -> bool {
+        self.pending[..self.len].contains(&p) || self.bits.as_ref().is_some_and(|b| b.get(p))
+    }
+}
+
+/// The receiving side's view of a pipe: frame boundaries only, to pick out announcements
+/// (`have`, `bitfield`, `have all`) and to count piece payload. The sender's decoder (the
+/// core's `FrameDecoder`) already validated every byte; this only skips over frames, so a
+/// 16 KiB block costs one header.
+#[derive(Debug)]
+pub(crate) struct RxScan {
+    /// Handshake bytes still to skip.
+    skip: usize,
+    /// Length prefix and id of the current frame, as far as received.
+    header: [u8; 5],
+    header_len: usize,
+    /// Body bytes of the current frame still to come.
+    body_left: usize,
+    id: u8,
+    /// The body of a `have` frame, as far as received (inline: haves are most frames).
+    have: [u8; 4],
+    have_len: usize,
+    /// The body of a `bitfield` frame, as far as received.
+    body: Vec<u8>,
+}
+
+impl Default for RxScan {
+    fn default() -> Self {
+        RxScan {
+            skip: HANDSHAKE_LEN,
+            header: [0; 5],
+            header_len: 0,
+            body_left: 0,
+            id: 0,
+            have: [0; 4],
+            have_len: 0,
+            body: Vec::new(),
+        }
+    }
+}
+
+impl RxScan {
+    /// Scans received bytes: applies announcements to `announced` and returns the piece
+    /// payload bytes they carry.
+    pub(crate) fn scan(
+        &mut self,
+        mut input: &[u8],
+        announced: &mut Announced,
+        piece_count: u32,
+    ) -> u64 {
+        let mut payload = 0u64;
+        while !input.is_empty() {
+            if self.skip > 0 {
+                let k = self.skip.min(input.len());
+                self.skip -= k;
+                input = &input[k..];
+                continue;
+            }
+            if self.body_left > 0 {
+                let k = self.body_left.min(input.len());
+                match self.id {
+                    id::HAVE => {
+                        for &b in &input[..k] {
+                            if let Some(x) = self.have.get_mut(self.have_len) {
+                                *x = b;
+                                self.have_len += 1;
+                            }
+                        }
+                    }
+                    id::BITFIELD => self.body.extend_from_slice(&input[..k]),
+                    _ => {}
+                }
+                self.body_left -= k;
+                input = &input[k..];
+                if self.body_left == 0 {
+                    self.frame_done(announced, piece_count);
+                }
+                continue;
+            }
+            // A header: the 4-byte length, then (unless it is a keep-alive) the id.
+            let want = if self.header_len < 4 { 4 } else { 5 };
+            let k = (want - self.header_len).min(input.len());
+            self.header[self.header_len..self.header_len + k].copy_from_slice(&input[..k]);
+            self.header_len += k;
+            input = &input[k..];
+            if self.header_len == 4 {
+                let len = u32::from_be_bytes([
+                    self.header[0],
+                    self.header[1],
+                    self.header[2],
+                    self.header[3],
+                ]);
+                if len == 0 {
+                    self.header_len = 0; // keep-alive
+                }
+            } else if self.header_len == 5 {
+                let len = u32::from_be_bytes([
+                    self.header[0],
+                    self.header[1],
+                    self.header[2],
+                    self.header[3],
+                ]) as usize;
+                self.id = self.header[4];
+                self.header_len = 0;
+                self.body_left = len - 1;
+                self.have_len = 0;
+                if self.id == id::BITFIELD {
+                    self.body.clear();
+                }
+                if self.id == id::PIECE {
+                    payload += self.body_left.saturating_sub(8) as u64;
+                }
+                if self.body_left == 0 {
+                    self.frame_done(announced, piece_count);
+                }
+            }
+        }
+        payload
+    }
+
+    fn frame_done(&mut self, announced: &mut Announced, piece_count: u32) {
+        match self.id {
+            id::HAVE if self.have_len == 4 => {
+                announced.have(u32::from_be_bytes(self.have), piece_count);
+            }
+            id::BITFIELD => {
+                if let Ok(b) = Bitfield::from_bytes(&self.body, piece_count) {
+                    announced.replace(b);
+                }
+            }
+            id::HAVE_ALL => announced.replace(Bitfield::full(piece_count)),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Announced, RxScan, SendBuf};
+
+    /// The socket buffer drains in order; short writes share an entry; a full buffer merges.
+    #[test]
+    fn send_buffer_drains_in_order() {
+        let mut b = SendBuf::default();
+        b.push(10, 16_000);
+        b.push(12, 9);
+        b.push(13, 9); // joins the entry before (both short)
+        b.push(40, 16_000);
+        assert_eq!(b.bytes, 32_018);
+        assert_eq!(b.drained_at(16_018), 10);
+        assert_eq!(b.drained_at(16_000), 13);
+        assert_eq!(b.drained_at(0), 40);
+        b.prune(12);
+        assert_eq!(b.bytes, 16_018);
+        b.prune(13);
+        assert_eq!(b.bytes, 16_000);
+        b.prune(40);
+        assert_eq!((b.bytes, b.drained_at(0)), (0, 0));
+        // More big writes than entries: the last ones share an entry, counted until it leaves.
+        for k in 0..10u64 {
+            b.push(100 + k, 2_000);
+        }
+        assert_eq!(b.bytes, 20_000);
+        b.prune(106);
+        assert_eq!(b.bytes, 6_000);
+        b.prune(108);
+        assert_eq!(
+            b.bytes, 6_000,
+            "the shared entry leaves with its last write"
+        );
+        b.prune(109);
+        assert_eq!(b.bytes, 0);
+    }
+    use hive_core::bitfield::Bitfield;
+    use hive_core::wire::{BlockRequest, HANDSHAKE_LEN, Message};
+
+    fn frame(m: &Message<'_>) -> Vec<u8> {
+        let mut v = Vec::new();
+        m.encode(&mut v).unwrap();
+        v
+    }
+
+    /// Announcements and payload come out right however the stream is cut.
+    #[test]
+    fn scan_agrees_whatever_the_cuts() {
+        let pc = 20;
+        let mut bits = Bitfield::new(pc);
+        bits.set(3);
+        let block = vec![7u8; 100];
+        let mut stream = vec![0u8; HANDSHAKE_LEN];
+        stream.extend(frame(&Message::Bitfield(bits.as_bytes())));
+        stream.extend(frame(&Message::KeepAlive));
+        stream.extend(frame(&Message::Have(5)));
+        stream.extend(frame(&Message::Request(BlockRequest {
+            index: 1,
+            begin: 0,
+            length: 16384,
+        })));
+        stream.extend(frame(&Message::Piece {
+            index: 3,
+            begin: 0,
+            data: &block,
+        }));
+        stream.extend(frame(&Message::Have(19)));
+        for cut in [1, 2, 3, 5, 7, 64, 1000] {
+            let mut scan = RxScan::default();
+            let mut ann = Announced::default();
+            let mut payload = 0;
+            for chunk in stream.chunks(cut) {
+                payload += scan.scan(chunk, &mut ann, pc);
+            }
+            assert_eq!(payload, 100, "cut {cut}");
+            let ones: Vec<u32> = (0..pc).filter(|p| ann.has(*p)).collect();
+            assert_eq!(ones, vec![3, 5, 19], "cut {cut}");
+        }
+        let mut scan = RxScan::default();
+        let mut ann = Announced::default();
+        let mut all = vec![0u8; HANDSHAKE_LEN];
+        all.extend(frame(&Message::HaveAll));
+        scan.scan(&all, &mut ann, pc);
+        assert!((0..pc).all(|p| ann.has(p)));
+        // Many haves: more than wait in the list.
+        let mut ann = Announced::default();
+        for p in (0..pc).step_by(2) {
+            ann.have(p, pc);
+        }
+        ann.have(pc + 5, pc);
+        let ones: Vec<u32> = (0..pc + 10).filter(|p| ann.has(*p)).collect();
+        assert_eq!(ones, (0..pc).step_by(2).collect::<Vec<u32>>());
+    }
+}
