@@ -103,9 +103,17 @@ impl SendBuffer {
     }
 
     /// Appends every pending byte to `out` and empties the buffer.
+    ///
+    /// Blocks are not copied a second time: when `out` is empty and the buffer holds more than
+    /// a few control messages, the buffer itself is handed over and `out`'s allocation takes
+    /// its place (a 16 KiB copy per block was a tenth of a large simulation's time).
     pub fn drain_into(&mut self, out: &mut Vec<u8>) -> usize {
         let n = self.len();
-        out.extend_from_slice(self.pending());
+        if out.is_empty() && self.start == 0 && n > RETAIN {
+            std::mem::swap(out, &mut self.buf);
+        } else {
+            out.extend_from_slice(self.pending());
+        }
         self.clear();
         n
     }
@@ -114,6 +122,26 @@ impl SendBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_block_is_handed_over_not_copied() {
+        let mut b = SendBuffer::new(4 << 20);
+        b.push(&Message::Have(1)).unwrap();
+        b.push_piece(3, 0, &[9u8; 16 * 1024]).unwrap();
+        let at = b.pending().as_ptr();
+        let expected = b.pending().to_vec();
+        let mut out = Vec::new();
+        assert_eq!(b.drain_into(&mut out), expected.len());
+        assert_eq!(out, expected);
+        assert_eq!(out.as_ptr(), at, "the bytes were copied");
+        assert_eq!(b.len(), 0);
+        // Into a buffer that already holds bytes, they are appended.
+        b.push_piece(4, 0, &[7u8; 16 * 1024]).unwrap();
+        let more = b.pending().to_vec();
+        b.drain_into(&mut out);
+        assert_eq!(out.len(), expected.len() + more.len());
+        assert_eq!(out.get(expected.len()..), Some(&more[..]));
+    }
 
     #[test]
     fn a_drained_burst_gives_its_memory_back() {
