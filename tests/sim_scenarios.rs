@@ -127,14 +127,20 @@ fn free_riders_get_less_than_contributors() {
     insta::assert_snapshot!(printed(&r));
 }
 
-#[test]
-fn same_seed_same_trace_different_seed_different_trace() {
-    // UDP with loss, duplication and jitter, and link jitter: every random draw matters.
-    let mut sc = small("mixed-links", 10);
+/// The mixed-links crowd behind a UDP tracker that loses, duplicates and delays datagrams.
+fn lossy_mixed_links(peers: u32) -> Scenario {
+    let mut sc = small("mixed-links", peers);
     sc.tracker.kind = TrackerKind::Udp;
     sc.tracker.loss = 0.2;
     sc.tracker.duplicate = 0.1;
     sc.tracker.jitter = hive_sim::scenario::Dur::millis(30);
+    sc
+}
+
+#[test]
+fn same_seed_same_trace_different_seed_different_trace() {
+    // UDP with loss, duplication and jitter, and link jitter: every random draw matters.
+    let sc = lossy_mixed_links(10);
     let a = run(sc.clone(), 11);
     let b = run(sc.clone(), 11);
     let c = run(sc, 12);
@@ -149,11 +155,7 @@ fn same_seed_same_trace_different_seed_different_trace() {
 fn any_number_of_threads_gives_the_same_run() {
     // Random draws everywhere (UDP loss, duplication and jitter, link jitter), arrivals and
     // departures (churn), and more nodes than one shard holds... at every thread count.
-    let mut lossy = small("mixed-links", 70);
-    lossy.tracker.kind = TrackerKind::Udp;
-    lossy.tracker.loss = 0.2;
-    lossy.tracker.duplicate = 0.1;
-    lossy.tracker.jitter = hive_sim::scenario::Dur::millis(30);
+    let lossy = lossy_mixed_links(70);
     let mut churn = small("churn", 24);
     churn.run.max_time = hive_sim::scenario::Dur::secs(300);
     for (sc, seed) in [(lossy, 4), (churn, 6)] {
