@@ -314,6 +314,8 @@ pub struct Choker<K> {
     next_round: Instant,
     last_mode: Option<Mode>,
     rounds: u64,
+    /// The last call left a slot empty (see [`Choker::has_free_slot`]).
+    slot_free: bool,
     /// Optimistic lottery cycle: a peer is drawn at most once per cycle.
     cycle: u64,
     /// Reused between calls so a call allocates nothing once warm.
@@ -331,6 +333,7 @@ impl<K: Copy + Ord> Choker<K> {
             next_round: Instant::ZERO,
             last_mode: None,
             rounds: 0,
+            slot_free: true,
             cycle: 0,
             scratch: Vec::new(),
         })
@@ -346,6 +349,8 @@ impl<K: Copy + Ord> Choker<K> {
     pub fn set_config(&mut self, config: ChokerConfig) -> Result<(), ChokerError> {
         config.validate()?;
         self.config = config;
+        // More slots may be free now; the next call finds out.
+        self.slot_free = true;
         Ok(())
     }
 
@@ -358,6 +363,13 @@ impl<K: Copy + Ord> Choker<K> {
     /// How many rounds have run.
     pub fn rounds(&self) -> u64 {
         self.rounds
+    }
+
+    /// Whether the last call left a regular or optimistic slot empty (true before the first
+    /// call and after [`Choker::set_config`]). Only then can an interim call unchoke a peer
+    /// that becomes interested; with every slot taken the caller may skip that call.
+    pub fn has_free_slot(&self) -> bool {
+        self.slot_free
     }
 
     /// Decides who is unchoked at `now`; see [`Choker::rechoke_into`].
@@ -548,6 +560,7 @@ impl<K: Copy + Ord> Choker<K> {
             m.role = c.after;
         }
         self.scratch = cands;
+        self.slot_free = taken < cfg.regular_slots || opt_taken < cfg.optimistic_slots;
 
         if full {
             self.next_round = now.saturating_add(cfg.rechoke_interval);
@@ -673,6 +686,34 @@ mod tests {
                 d
             })
             .collect()
+    }
+
+    #[test]
+    fn has_free_slot_follows_the_last_decision() {
+        let mut c = choker(1);
+        assert!(c.has_free_slot(), "nothing decided yet");
+        // 4 regular + 1 optimistic slots; 3 interested peers leave two empty.
+        let mut peers: Vec<_> = (1..=3).map(|k| peer(k, 1000)).collect();
+        let d = c.rechoke(s(0), Mode::Leech, &peers);
+        apply(&mut peers, &d);
+        assert!(c.has_free_slot());
+        // Five fill every slot.
+        peers.extend((4..=5).map(|k| peer(k, 1000)));
+        let d = c.rechoke(s(1), Mode::Leech, &peers);
+        apply(&mut peers, &d);
+        assert!(!c.has_free_slot());
+        // A holder loses interest and nobody waits: its slot stays empty.
+        let holder = d.regular[0];
+        for p in peers.iter_mut().filter(|p| p.key == holder) {
+            p.interested = false;
+        }
+        c.rechoke(s(2), Mode::Leech, &peers);
+        assert!(c.has_free_slot());
+        c.set_config(ChokerConfig::default()).unwrap();
+        assert!(
+            c.has_free_slot(),
+            "a new configuration may have added slots"
+        );
     }
 
     #[test]

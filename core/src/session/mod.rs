@@ -312,7 +312,6 @@ impl Session {
             next_stats: now,
             completed_announced: false,
             choke_dirty: false,
-            choke_slots_free: true,
         };
         let mut torrent = torrent;
         torrent.recount_left();
@@ -1221,8 +1220,8 @@ impl Session {
                     // An interim call only frees the slot of a peer that lost interest and
                     // fills free slots: with every slot taken, a choked peer's interest
                     // changes nothing until the next round.
-                    t.choke_dirty |=
-                        !c.peer.am_choking() || (c.peer.peer_interested() && t.choke_slots_free);
+                    t.choke_dirty |= !c.peer.am_choking()
+                        || (c.peer.peer_interested() && t.choker.has_free_slot());
                 }
             }
             FollowUp::Serve => self.serve(now, id),
@@ -1776,9 +1775,6 @@ impl Session {
         t.choker
             .rechoke_into(now, mode, &self.choke_stats, &mut self.choke_decision);
         let decision = std::mem::take(&mut self.choke_decision);
-        let cfg = t.choker.config();
-        t.choke_slots_free = decision.regular.len() < cfg.regular_slots
-            || decision.optimistic.len() < cfg.optimistic_slots;
         for id in &decision.choke {
             if let Some(c) = self.conns.get_mut(id) {
                 let _ = c.peer.send_choke(now);

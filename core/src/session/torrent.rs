@@ -61,9 +61,6 @@ pub(crate) struct Torrent {
     pub(crate) completed_announced: bool,
     /// Something happened that an interim choke call could act on (see `Session::rechoke`).
     pub(crate) choke_dirty: bool,
-    /// After the last choke call, a regular or optimistic slot was left empty, so a peer that
-    /// becomes interested could be unchoked at once.
-    pub(crate) choke_slots_free: bool,
 }
 
 impl Torrent {
