@@ -1472,8 +1472,6 @@ impl Picker {
             return Err(PickerError::NotVerifying(piece));
         };
         if ok {
-            self.interest_flips.clear();
-            self.changed_holders.clear();
             self.free_download(slot);
             self.become_have(piece);
             return Ok(VerifyOutcome::Passed);
