@@ -156,6 +156,18 @@ impl Net {
         i
     }
 
+    /// Every leecher dials the seed and every leecher before it: a full mesh.
+    fn mesh(&mut self, seed: usize, leechers: &[usize]) {
+        for &l in leechers {
+            self.connect(l, seed);
+            for &o in leechers {
+                if o < l {
+                    self.connect(l, o);
+                }
+            }
+        }
+    }
+
     fn connect(&mut self, from: usize, to: usize) {
         let t = self.nodes[from].torrent.unwrap();
         let addr = self.nodes[to].addr;
@@ -487,14 +499,7 @@ fn one_seed_five_leechers_trade_among_themselves() {
     let mut net = Net::new(2 * 1024 * 1024, 32 * 1024, vec![]);
     let seed = net.add_node(true, config());
     let leechers: Vec<usize> = (0..5).map(|_| net.add_node(false, config())).collect();
-    for &l in &leechers {
-        net.connect(l, seed);
-        for &o in &leechers {
-            if o < l {
-                net.connect(l, o);
-            }
-        }
-    }
+    net.mesh(seed, &leechers);
     net.run_until(Duration::from_secs(600), |n| n.all_complete(&leechers));
     for &l in &leechers {
         net.assert_data(l);
@@ -514,14 +519,7 @@ fn finished_leechers_drop_each_other() {
     let mut net = Net::new(1024 * 1024, 16 * 1024, vec![]);
     let seed = net.add_node(true, config());
     let leechers: Vec<usize> = (0..4).map(|_| net.add_node(false, config())).collect();
-    for &l in &leechers {
-        net.connect(l, seed);
-        for &o in &leechers {
-            if o < l {
-                net.connect(l, o);
-            }
-        }
-    }
+    net.mesh(seed, &leechers);
     net.run_until(Duration::from_secs(600), |n| n.all_complete(&leechers));
     // Let the last closes travel.
     let settle = net.now + Duration::from_secs(5);
