@@ -545,6 +545,11 @@ impl PeerConn {
         })
     }
 
+    /// The peer has requests queued that [`PeerConn::poll_upload`] has not handed out yet.
+    pub fn has_unserved_requests(&self) -> bool {
+        self.st.peer_requests.iter().any(|q| !q.handed_out)
+    }
+
     /// The next queued request of the peer to read from disk, if the send buffer has room
     /// (queued bytes plus blocks already handed out stay under `upload_watermark`; one block is
     /// always allowed when nothing is in flight). Answer each with [`PeerConn::send_block`] or

@@ -704,12 +704,14 @@ impl Session {
     /// may be served now: this may queue outputs ([`Output::ReadBlock`]...), so drain
     /// [`Session::poll_output`] afterwards, as after an input.
     pub fn poll_transmit(&mut self, conn: ConnId, buf: &mut Vec<u8>) -> usize {
-        let n = match self.conns.get_mut(&conn) {
+        let (n, waiting) = match self.conns.get_mut(&conn) {
             // Bytes are not sent before the connection is established.
-            Some(c) if !c.connecting => c.peer.poll_transmit(buf),
-            _ => 0,
+            Some(c) if !c.connecting => (c.peer.poll_transmit(buf), c.peer.has_unserved_requests()),
+            _ => (0, false),
         };
-        if n > 0 {
+        // Most transmits are haves to peers that asked for nothing: serve() would look the
+        // connection up again only to find no request.
+        if n > 0 && waiting {
             // Without this the upload stalls whenever the buffer sat at the watermark and the
             // peer has nothing more to ask (its requests are all queued here): no input would
             // ever call serve() again until its requests time out.
