@@ -770,32 +770,27 @@ impl Shard {
         let now = Instant::from_micros(self.now);
         self.drain(ctx, l, &mut s);
         while let Some(a) = self.answers.pop_front() {
-            let res = match &a {
+            let res = match a {
                 Answer::Read(conn, torrent, block, data) => s.handle_input(
                     now,
                     Input::BlockRead {
-                        conn: *conn,
-                        torrent: *torrent,
-                        block: *block,
+                        conn,
+                        torrent,
+                        block,
                         data: Ok(data),
                     },
                 ),
                 Answer::Written(torrent, block) => s.handle_input(
                     now,
                     Input::BlockWritten {
-                        torrent: *torrent,
-                        block: *block,
+                        torrent,
+                        block,
                         result: Ok(()),
                     },
                 ),
-                Answer::Verified(torrent, piece, ok) => s.handle_input(
-                    now,
-                    Input::PieceVerified {
-                        torrent: *torrent,
-                        piece: *piece,
-                        ok: *ok,
-                    },
-                ),
+                Answer::Verified(torrent, piece, ok) => {
+                    s.handle_input(now, Input::PieceVerified { torrent, piece, ok })
+                }
             };
             if let Err(e) = res {
                 panic!(
