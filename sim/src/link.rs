@@ -7,13 +7,16 @@ use hive_core::bitfield::Bitfield;
 use hive_core::wire::{DecoderLimits, FrameDecoder, HANDSHAKE_LEN, id};
 
 /// Bytes in flight. Most segments are a have or a few requests: those travel inline, so that
-/// they cost no allocation.
+/// they cost no allocation. Blocks travel as the `Bytes` the sender's disk read gave (slices of
+/// the torrent's payload), never copied: a segment with a block is its chunks in order.
 #[derive(Debug)]
 pub(crate) enum Payload {
     Inline(u8, [u8; INLINE]),
     Shared(Bytes),
     /// Short writes coalesced into one segment (see [`COALESCE`]).
     Joined(Vec<u8>),
+    /// Several chunks (control bytes and blocks), in order.
+    Chunks(Vec<Bytes>),
 }
 
 /// Bytes a segment carries inline.
@@ -27,16 +30,60 @@ pub(crate) const INLINE: usize = 38;
 pub(crate) const COALESCE: usize = 1024;
 
 impl Payload {
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        match self {
-            Payload::Inline(n, b) => &b[..usize::from(*n)],
-            Payload::Shared(b) => b,
-            Payload::Joined(v) => v,
+    /// Bytes `cut..end` of the stream `chunks` (whose first byte is at offset 0): inline
+    /// when small, else shared, cutting chunks only where the segment ends inside one.
+    pub(crate) fn cut(chunks: &[Bytes], cut: usize, end: usize) -> Payload {
+        let len = end - cut;
+        if len <= INLINE {
+            let mut b = [0u8; INLINE];
+            let mut at = 0;
+            for part in parts(chunks, cut, end) {
+                b[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
+            }
+            return Payload::Inline(len as u8, b);
+        }
+        let mut out = Vec::new();
+        let mut from = 0;
+        for c in chunks {
+            let to = from + c.len();
+            if to > cut && from < end {
+                let (a, b) = (cut.max(from) - from, end.min(to) - from);
+                out.push(if (a, b) == (0, c.len()) {
+                    c.clone()
+                } else {
+                    c.slice(a..b)
+                });
+            }
+            from = to;
+        }
+        if out.len() == 1 {
+            Payload::Shared(out.pop().unwrap_or_default())
+        } else {
+            Payload::Chunks(out)
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.as_slice().len()
+        match self {
+            Payload::Inline(n, _) => usize::from(*n),
+            Payload::Shared(b) => b.len(),
+            Payload::Joined(v) => v.len(),
+            Payload::Chunks(c) => c.iter().map(Bytes::len).sum(),
+        }
+    }
+
+    /// The bytes in order, one slice per part.
+    pub(crate) fn parts(&self) -> impl Iterator<Item = &[u8]> {
+        let (one, many): (&[u8], &[Bytes]) = match self {
+            Payload::Inline(n, b) => (&b[..usize::from(*n)], &[]),
+            Payload::Shared(b) => (b, &[]),
+            Payload::Joined(v) => (v, &[]),
+            Payload::Chunks(c) => (&[], c),
+        };
+        std::iter::once(one)
+            .chain(many.iter().map(|c| &c[..]))
+            .filter(|p| !p.is_empty())
     }
 
     pub(crate) fn append(&mut self, more: &[u8]) {
@@ -49,12 +96,25 @@ impl Payload {
             Payload::Joined(v) => v.extend_from_slice(more),
             other => {
                 let mut v = Vec::with_capacity(2 * (other.len() + more.len()));
-                v.extend_from_slice(other.as_slice());
+                for part in other.parts() {
+                    v.extend_from_slice(part);
+                }
                 v.extend_from_slice(more);
                 *other = Payload::Joined(v);
             }
         }
     }
+}
+
+/// The non-empty parts of bytes `cut..end` of the stream `chunks`.
+pub(crate) fn parts(chunks: &[Bytes], cut: usize, end: usize) -> impl Iterator<Item = &[u8]> {
+    let mut from = 0;
+    chunks.iter().filter_map(move |c| {
+        let to = from + c.len();
+        let part = (to > cut && from < end).then(|| &c[cut.max(from) - from..end.min(to) - from]);
+        from = to;
+        part
+    })
 }
 
 /// The last segment of a pipe while more bytes may still join it: it has not started to
@@ -327,45 +387,61 @@ impl RxScan {
                 }
                 continue;
             }
-            // A header: the 4-byte length, then (unless it is a keep-alive) the id.
+            // A header whole in the input (the common case) is read in place.
+            if self.header_len == 0 {
+                if let Some((&len, rest)) = input.split_first_chunk::<4>() {
+                    let len = u32::from_be_bytes(len) as usize;
+                    if len == 0 {
+                        input = rest; // keep-alive
+                        continue;
+                    }
+                    if let Some((&id, rest)) = rest.split_first() {
+                        input = rest;
+                        payload += self.begin(len, id, announced, piece_count);
+                        continue;
+                    }
+                }
+            }
+            // A header split across chunks: the 4-byte length, then (unless it is a
+            // keep-alive) the id.
             let want = if self.header_len < 4 { 4 } else { 5 };
             let k = (want - self.header_len).min(input.len());
             self.header[self.header_len..self.header_len + k].copy_from_slice(&input[..k]);
             self.header_len += k;
             input = &input[k..];
-            if self.header_len == 4 {
-                let len = u32::from_be_bytes([
-                    self.header[0],
-                    self.header[1],
-                    self.header[2],
-                    self.header[3],
-                ]);
-                if len == 0 {
-                    self.header_len = 0; // keep-alive
-                }
+            let len = u32::from_be_bytes([
+                self.header[0],
+                self.header[1],
+                self.header[2],
+                self.header[3],
+            ]) as usize;
+            if self.header_len == 4 && len == 0 {
+                self.header_len = 0; // keep-alive
             } else if self.header_len == 5 {
-                let len = u32::from_be_bytes([
-                    self.header[0],
-                    self.header[1],
-                    self.header[2],
-                    self.header[3],
-                ]) as usize;
-                self.id = self.header[4];
                 self.header_len = 0;
-                self.body_left = len - 1;
-                self.have_len = 0;
-                if self.id == id::BITFIELD {
-                    self.body.clear();
-                }
-                if self.id == id::PIECE {
-                    payload += self.body_left.saturating_sub(8) as u64;
-                }
-                if self.body_left == 0 {
-                    self.frame_done(announced, piece_count);
-                }
+                payload += self.begin(len, self.header[4], announced, piece_count);
             }
         }
         payload
+    }
+
+    /// A frame of length `len` (id included) with id `msg` starts; returns the piece payload
+    /// it carries.
+    fn begin(&mut self, len: usize, msg: u8, announced: &mut Announced, piece_count: u32) -> u64 {
+        self.id = msg;
+        self.body_left = len - 1;
+        self.have_len = 0;
+        if msg == id::BITFIELD {
+            self.body.clear();
+        }
+        if self.body_left == 0 {
+            self.frame_done(announced, piece_count);
+        }
+        if msg == id::PIECE {
+            self.body_left.saturating_sub(8) as u64
+        } else {
+            0
+        }
     }
 
     fn frame_done(&mut self, announced: &mut Announced, piece_count: u32) {
@@ -423,6 +499,42 @@ mod tests {
     }
     use hive_core::bitfield::Bitfield;
     use hive_core::wire::{BlockRequest, HANDSHAKE_LEN, Message};
+
+    use super::{INLINE, Payload};
+    use bytes::Bytes;
+
+    /// Any segment of a chunked stream carries exactly its bytes; a chunk whole inside a
+    /// segment is shared, not copied; small segments are inline.
+    #[test]
+    fn a_cut_carries_its_bytes_and_shares_the_chunks() {
+        let chunks = [
+            Bytes::from((0..50u8).collect::<Vec<u8>>()),
+            Bytes::from(vec![7u8; 200]),
+            Bytes::from((100..120u8).collect::<Vec<u8>>()),
+        ];
+        let stream = chunks.concat();
+        for cut in 0..stream.len() {
+            for end in cut + 1..=stream.len() {
+                let p = Payload::cut(&chunks, cut, end);
+                assert_eq!(p.len(), end - cut);
+                assert_eq!(p.parts().collect::<Vec<_>>().concat(), &stream[cut..end]);
+                assert_eq!(matches!(p, Payload::Inline(..)), end - cut <= INLINE);
+            }
+        }
+        let Payload::Chunks(parts) = Payload::cut(&chunks, 10, 260) else {
+            panic!("three chunks make a chunked payload")
+        };
+        assert_eq!(parts.len(), 3);
+        assert_eq!(
+            parts[1].as_ptr(),
+            chunks[1].as_ptr(),
+            "the block was copied"
+        );
+        let Payload::Shared(one) = Payload::cut(&chunks, 50, 250) else {
+            panic!("one whole chunk is shared")
+        };
+        assert_eq!(one.as_ptr(), chunks[1].as_ptr());
+    }
 
     fn frame(m: &Message<'_>) -> Vec<u8> {
         let mut v = Vec::new();
