@@ -12,10 +12,10 @@ use hive_core::wire::{DecoderLimits, FrameDecoder, HANDSHAKE_LEN, id};
 #[derive(Debug)]
 pub(crate) enum Payload {
     Inline(u8, [u8; INLINE]),
-    Shared(Bytes),
-    /// Short writes coalesced into one segment (see [`COALESCE`]).
+    /// Control bytes too many to travel inline, or short writes coalesced into one segment
+    /// (see [`COALESCE`]).
     Joined(Vec<u8>),
-    /// Several chunks (control bytes and blocks), in order.
+    /// Control bytes and blocks, in order.
     Chunks(Vec<Bytes>),
 }
 
@@ -29,45 +29,80 @@ pub(crate) const INLINE: usize = 38;
 /// segment and an event of its own.
 pub(crate) const COALESCE: usize = 1024;
 
+/// The runs of a written stream in order: control bytes and blocks (`Some`), as the Session's
+/// `poll_transmit_parts` gives them (blocks spliced into the control bytes at offsets).
+pub(crate) fn runs<'a>(
+    ctrl: &'a [u8],
+    blocks: &'a [(usize, Bytes)],
+) -> impl Iterator<Item = (&'a [u8], Option<&'a Bytes>)> {
+    let mut prev = 0;
+    let last = blocks.last().map_or(0, |(at, _)| *at);
+    blocks
+        .iter()
+        .flat_map(move |(at, b)| {
+            let before = &ctrl[prev..*at];
+            prev = *at;
+            [(before, None), (&b[..], Some(b))]
+        })
+        .chain(std::iter::once((&ctrl[last..], None)))
+        .filter(|(run, _)| !run.is_empty())
+}
+
 impl Payload {
-    /// Bytes `cut..end` of the stream `chunks` (whose first byte is at offset 0): inline
-    /// when small, else shared, cutting chunks only where the segment ends inside one.
-    pub(crate) fn cut(chunks: &[Bytes], cut: usize, end: usize) -> Payload {
+    /// Bytes `cut..end` of the stream `ctrl` + `blocks`: inline when small, else copied
+    /// control bytes when there is no block in it, else chunks, with blocks shared.
+    pub(crate) fn cut(ctrl: &[u8], blocks: &[(usize, Bytes)], cut: usize, end: usize) -> Payload {
+        // The parts of the stream inside the segment.
+        let mut from = 0;
+        let parts = runs(ctrl, blocks).filter_map(move |(run, block)| {
+            let to = from + run.len();
+            let part = (to > cut && from < end).then(|| {
+                let (a, b) = (cut.max(from) - from, end.min(to) - from);
+                (&run[a..b], block.map(|blk| (blk, a, b)))
+            });
+            from = to;
+            part
+        });
         let len = end - cut;
         if len <= INLINE {
             let mut b = [0u8; INLINE];
             let mut at = 0;
-            for part in parts(chunks, cut, end) {
+            for (part, _) in parts {
                 b[at..at + part.len()].copy_from_slice(part);
                 at += part.len();
             }
             return Payload::Inline(len as u8, b);
         }
-        let mut out = Vec::new();
-        let mut from = 0;
-        for c in chunks {
-            let to = from + c.len();
-            if to > cut && from < end {
-                let (a, b) = (cut.max(from) - from, end.min(to) - from);
-                out.push(if (a, b) == (0, c.len()) {
-                    c.clone()
-                } else {
-                    c.slice(a..b)
-                });
+        let with_block = {
+            let mut from = 0;
+            runs(ctrl, blocks).any(|(run, block)| {
+                let to = from + run.len();
+                let inside = to > cut && from < end;
+                from = to;
+                inside && block.is_some()
+            })
+        };
+        if !with_block {
+            let mut v = Vec::with_capacity(len);
+            for (part, _) in parts {
+                v.extend_from_slice(part);
             }
-            from = to;
+            return Payload::Joined(v);
         }
-        if out.len() == 1 {
-            Payload::Shared(out.pop().unwrap_or_default())
-        } else {
-            Payload::Chunks(out)
-        }
+        Payload::Chunks(
+            parts
+                .map(|(part, block)| match block {
+                    Some((blk, 0, b)) if b == blk.len() => blk.clone(),
+                    Some((blk, a, b)) => blk.slice(a..b),
+                    None => Bytes::copy_from_slice(part),
+                })
+                .collect(),
+        )
     }
 
     pub(crate) fn len(&self) -> usize {
         match self {
             Payload::Inline(n, _) => usize::from(*n),
-            Payload::Shared(b) => b.len(),
             Payload::Joined(v) => v.len(),
             Payload::Chunks(c) => c.iter().map(Bytes::len).sum(),
         }
@@ -77,7 +112,6 @@ impl Payload {
     pub(crate) fn parts(&self) -> impl Iterator<Item = &[u8]> {
         let (one, many): (&[u8], &[Bytes]) = match self {
             Payload::Inline(n, b) => (&b[..usize::from(*n)], &[]),
-            Payload::Shared(b) => (b, &[]),
             Payload::Joined(v) => (v, &[]),
             Payload::Chunks(c) => (&[], c),
         };
@@ -104,17 +138,6 @@ impl Payload {
             }
         }
     }
-}
-
-/// The non-empty parts of bytes `cut..end` of the stream `chunks`.
-pub(crate) fn parts(chunks: &[Bytes], cut: usize, end: usize) -> impl Iterator<Item = &[u8]> {
-    let mut from = 0;
-    chunks.iter().filter_map(move |c| {
-        let to = from + c.len();
-        let part = (to > cut && from < end).then(|| &c[cut.max(from) - from..end.min(to) - from]);
-        from = to;
-        part
-    })
 }
 
 /// The last segment of a pipe while more bytes may still join it: it has not started to
@@ -503,37 +526,43 @@ mod tests {
     use super::{INLINE, Payload};
     use bytes::Bytes;
 
-    /// Any segment of a chunked stream carries exactly its bytes; a chunk whole inside a
+    /// Any segment of a written stream carries exactly its bytes; a block whole inside a
     /// segment is shared, not copied; small segments are inline.
     #[test]
-    fn a_cut_carries_its_bytes_and_shares_the_chunks() {
-        let chunks = [
-            Bytes::from((0..50u8).collect::<Vec<u8>>()),
-            Bytes::from(vec![7u8; 200]),
-            Bytes::from((100..120u8).collect::<Vec<u8>>()),
+    fn a_cut_carries_its_bytes_and_shares_the_blocks() {
+        let ctrl: Vec<u8> = (0..70u8).collect();
+        let blocks = [
+            (50, Bytes::from(vec![7u8; 200])),
+            (60, Bytes::from(vec![9u8; 5])),
         ];
-        let stream = chunks.concat();
+        let stream: Vec<u8> = super::runs(&ctrl, &blocks)
+            .flat_map(|(run, _)| run.to_vec())
+            .collect();
+        assert_eq!(stream.len(), 275);
         for cut in 0..stream.len() {
             for end in cut + 1..=stream.len() {
-                let p = Payload::cut(&chunks, cut, end);
+                let p = Payload::cut(&ctrl, &blocks, cut, end);
                 assert_eq!(p.len(), end - cut);
                 assert_eq!(p.parts().collect::<Vec<_>>().concat(), &stream[cut..end]);
                 assert_eq!(matches!(p, Payload::Inline(..)), end - cut <= INLINE);
             }
         }
-        let Payload::Chunks(parts) = Payload::cut(&chunks, 10, 260) else {
-            panic!("three chunks make a chunked payload")
+        let Payload::Chunks(parts) = Payload::cut(&ctrl, &blocks, 10, 270) else {
+            panic!("a segment with blocks is chunks")
         };
-        assert_eq!(parts.len(), 3);
+        let lens: Vec<usize> = parts.iter().map(Bytes::len).collect();
+        assert_eq!(lens, [40, 200, 10, 5, 5]);
         assert_eq!(
             parts[1].as_ptr(),
-            chunks[1].as_ptr(),
+            blocks[0].1.as_ptr(),
             "the block was copied"
         );
-        let Payload::Shared(one) = Payload::cut(&chunks, 50, 250) else {
-            panic!("one whole chunk is shared")
-        };
-        assert_eq!(one.as_ptr(), chunks[1].as_ptr());
+        assert!(matches!(
+            Payload::cut(&ctrl, &blocks, 255, 275),
+            Payload::Inline(20, _)
+        ));
+        let ctrl_only = Payload::cut(&ctrl, &[], 0, 70);
+        assert!(matches!(ctrl_only, Payload::Joined(ref v) if *v == ctrl));
     }
 
     fn frame(m: &Message<'_>) -> Vec<u8> {

@@ -19,7 +19,7 @@ use hive_core::time::Instant;
 use hive_core::wire::{BlockRequest, DecoderLimits, FrameDecoder, Message};
 
 use crate::engine::{LISTEN_PORT, NodeRecord, node_ip, node_of_ip};
-use crate::link::{COALESCE, Half, NO_CONN, Payload, Tail};
+use crate::link::{COALESCE, Half, NO_CONN, Payload, Tail, runs};
 use crate::queue::Queue;
 use crate::record::RecShard;
 use crate::scenario::{Behaviour, GroupSpec, RunSpec, Scenario};
@@ -475,7 +475,8 @@ pub(crate) struct Shard {
     answers: VecDeque<Answer>,
     bounds: Vec<usize>,
     segs: Vec<(usize, usize)>,
-    tx_chunks: Vec<Bytes>,
+    tx_ctrl: Vec<u8>,
+    tx_blocks: Vec<(usize, Bytes)>,
     pub rep: Report,
     pub close_reasons: BTreeMap<String, u64>,
     /// Nodes banned by a node of this shard (one entry per ban).
@@ -507,7 +508,8 @@ impl Shard {
             answers: VecDeque::new(),
             bounds: Vec::new(),
             segs: Vec::new(),
-            tx_chunks: Vec::new(),
+            tx_ctrl: Vec::new(),
+            tx_blocks: Vec::new(),
             rep: Report::default(),
             close_reasons: BTreeMap::new(),
             banned: Vec::new(),
@@ -1469,15 +1471,18 @@ impl Shard {
                 return;
             }
         }
-        let mut chunks = std::mem::take(&mut self.tx_chunks);
-        chunks.clear();
-        let n = s.poll_transmit_chunks(conn, &mut chunks);
+        let mut ctrl = std::mem::take(&mut self.tx_ctrl);
+        let mut blocks = std::mem::take(&mut self.tx_blocks);
+        ctrl.clear();
+        blocks.clear();
+        let n = s.poll_transmit_parts(conn, &mut ctrl, &mut blocks);
         if n == 0 {
-            self.tx_chunks = chunks;
+            self.tx_ctrl = ctrl;
+            self.tx_blocks = blocks;
             return;
         }
         self.trace.add(&[now, u64::from(i), 2, conn.0, n as u64]);
-        self.observe(ctx, l, slot, &chunks);
+        self.observe(ctx, l, slot, &ctrl, &blocks);
         let j = self.nodes[l].halves[slot].peer;
         let path = ctx.path(i, j);
         let jitter = ctx.jitter[i as usize] + ctx.jitter[j as usize];
@@ -1515,8 +1520,8 @@ impl Shard {
                 // small (its bytes are charged to the uplink all the same).
                 if let Some(t) = h.tail.as_mut() {
                     if t.start > now && t.data.len() + n <= COALESCE {
-                        for c in &chunks {
-                            t.data.append(c);
+                        for (run, _) in runs(&ctrl, &blocks) {
+                            t.data.append(run);
                         }
                         continue;
                     }
@@ -1535,9 +1540,9 @@ impl Shard {
             let at = (up_end + path + extra).max(h.last_arrival);
             h.last_arrival = at;
             let peer_conn = h.peer_conn;
-            // The segment's bytes: inline when small, else the chunks themselves (blocks are
-            // the disk reads' slices of the payload; nothing is copied).
-            let data = Payload::cut(&chunks, cut, end);
+            // The segment's bytes: inline when small; blocks are the disk reads' slices of
+            // the payload, never copied.
+            let data = Payload::cut(&ctrl, &blocks, cut, end);
             if x + 1 == segs.len() && len as usize <= COALESCE && start > now {
                 // It may still grow: hold it until it starts to leave.
                 self.serial += 1;
@@ -1560,10 +1565,9 @@ impl Shard {
                 self.send(ctx, at, ctx.shard_of(j), ev);
             }
         }
-        // Drop the shards' references now: the sender's control buffer is reused once no
-        // segment holds a slice of it.
-        chunks.clear();
-        self.tx_chunks = chunks;
+        blocks.clear();
+        self.tx_ctrl = ctrl;
+        self.tx_blocks = blocks;
         self.segs = segs;
         if let Some(limit) = self.nodes[l].upload_limit_bytes {
             if self.nodes[l].rec.uploaded >= limit {
@@ -1686,9 +1690,6 @@ impl Shard {
                     s.handle_input(now, Input::Received(conn, &b[..usize::from(*n)]))
                 }
                 Payload::Joined(v) => s.handle_input(now, Input::Received(conn, v)),
-                Payload::Shared(b) => {
-                    s.handle_input(now, Input::ReceivedChunks(conn, std::slice::from_ref(b)))
-                }
                 Payload::Chunks(c) => s.handle_input(now, Input::ReceivedChunks(conn, c)),
             }
         });
@@ -1696,17 +1697,24 @@ impl Shard {
 
     /// Decodes what node `l` sends on `slot` (the simulator's own view of the wire,
     /// independent of the core): checks requests against what the other end announced to
-    /// this one, counts payload, and collects frame boundaries (offsets into the
-    /// concatenated chunks) for segmentation. Blocks are not copied: a piece's header ends one
-    /// chunk and its block is the next, which the decoder borrows.
-    fn observe(&mut self, ctx: &Ctx, l: usize, slot: usize, chunks: &[Bytes]) {
+    /// this one, counts payload, and collects frame boundaries (stream offsets) for
+    /// segmentation. Blocks are not copied: a piece's header ends a control run and its block
+    /// is the next run, which the decoder borrows.
+    fn observe(
+        &mut self,
+        ctx: &Ctx,
+        l: usize,
+        slot: usize,
+        ctrl: &[u8],
+        blocks: &[(usize, Bytes)],
+    ) {
         self.bounds.clear();
         let pc = ctx.piece_count;
         let i = self.global(ctx, l);
         let node = &mut self.nodes[l];
         let me = &mut node.halves[slot];
         let j = me.peer;
-        let n: usize = chunks.iter().map(Bytes::len).sum();
+        let n = ctrl.len() + blocks.iter().map(|(_, b)| b.len()).sum::<usize>();
         // Handshake bytes come first (one boundary after them), then frames.
         let mut skip = me.skip.min(n);
         me.skip -= skip;
@@ -1716,7 +1724,7 @@ impl Shard {
         let mut payload = 0u64;
         let mut problems: Vec<String> = Vec::new();
         let mut base = 0;
-        'chunks: for chunk in chunks {
+        'chunks: for (chunk, _) in runs(ctrl, blocks) {
             let k = skip.min(chunk.len());
             skip -= k;
             let mut input = &chunk[k..];

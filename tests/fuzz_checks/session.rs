@@ -231,9 +231,18 @@ impl Harness {
                         self.session.poll_transmit(conn, &mut buf);
                         buf
                     } else {
-                        let mut chunks = Vec::new();
-                        self.session.poll_transmit_chunks(conn, &mut chunks);
-                        chunks.concat()
+                        let (mut ctrl, mut blocks) = (Vec::new(), Vec::new());
+                        self.session
+                            .poll_transmit_parts(conn, &mut ctrl, &mut blocks);
+                        let mut buf = Vec::new();
+                        let mut prev = 0;
+                        for (at, block) in blocks {
+                            buf.extend_from_slice(&ctrl[prev..at]);
+                            buf.extend_from_slice(&block);
+                            prev = at;
+                        }
+                        buf.extend_from_slice(&ctrl[prev..]);
+                        buf
                     };
                     self.observe(conn, &buf);
                 }

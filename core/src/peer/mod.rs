@@ -15,7 +15,7 @@
 //! if let Some(ev) = conn.handle_timeout(now)? { session.apply(id, ev) }
 //! // whenever conn.wants_transmit(): write conn.pending_transmit(), then advance_transmit(n)
 //! //                                 (or poll_transmit(&mut buf) to copy everything out,
-//! //                                 or poll_transmit_chunks(&mut chunks) to share it)
+//! //                                 or poll_transmit_parts(..) to take blocks uncopied)
 //! ```
 //!
 //! Every method that can close returns `Result<_, CloseReason>`; after the first `Err` the
@@ -749,11 +749,16 @@ impl PeerConn {
         n
     }
 
-    /// Appends every waiting byte to `out` as shared chunks in order (and forgets them);
-    /// returns how many bytes. Blocks are the `Bytes` given to [`PeerConn::send_block`] and
-    /// the messages between them slices of one buffer: nothing is copied.
-    pub fn poll_transmit_chunks(&mut self, out: &mut Vec<Bytes>) -> usize {
-        let n = self.st.send.drain_chunks(out);
+    /// Takes every waiting byte without copying blocks: the control bytes (messages and piece
+    /// headers) are appended to `ctrl`, the blocks (the `Bytes` given to
+    /// [`PeerConn::send_block`]) to `blocks`, each with the offset in `ctrl` it goes at;
+    /// returns how many bytes in all.
+    pub fn poll_transmit_parts(
+        &mut self,
+        ctrl: &mut Vec<u8>,
+        blocks: &mut Vec<(usize, Bytes)>,
+    ) -> usize {
+        let n = self.st.send.drain_parts(ctrl, blocks);
         self.st.bytes_sent = self.st.bytes_sent.saturating_add(n as u64);
         n
     }

@@ -2,25 +2,24 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 
 use crate::wire::{Message, encode_piece_header};
 
 /// Bytes encoded for the socket and not yet handed to it: control bytes (every message, and
 /// the header of each piece message) in one buffer, block payloads as the [`Bytes`] the disk
-/// read gave, never copied. The stream is `ctrl` with each block spliced in at its offset.
+/// read gave, never copied. The stream is `ctrl[start..]` with each block spliced in at its
+/// offset. The consumed prefix of `ctrl` is dropped lazily so that partial writes cost no copy.
 ///
 /// Why not one `Vec`: copying every 16 KiB block into it (and reallocating it when a `have`
-/// followed a block) was a sixth of a large simulation's time.
+/// followed a block) was a sixth of a large simulation's time. Why control bytes in a plain
+/// `Vec` rather than a shared buffer handed out by reference: taking them is one small copy
+/// of bytes just written, cheaper than a reference count on a separate allocation per take.
 #[derive(Clone, Debug, Default)]
 pub(super) struct SendBuffer {
-    /// Control bytes not yet taken. A `BytesMut` so that [`SendBuffer::drain_chunks`] hands
-    /// them over without a copy and, once the receiver dropped them, reuses the same memory.
-    ctrl: BytesMut,
-    /// Control bytes taken since the buffer was last empty: block offsets are counted from
-    /// there, so taking control bytes does not touch every queued block.
-    taken: usize,
-    /// Blocks in order, each with the (absolute, see `taken`) control offset it follows.
+    ctrl: Vec<u8>,
+    start: usize,
+    /// Blocks in order, each with the offset in `ctrl` of the control bytes it follows.
     blocks: VecDeque<(usize, Bytes)>,
     /// Bytes in `blocks`.
     block_bytes: usize,
@@ -54,23 +53,16 @@ impl SendBuffer {
 
     /// Bytes pending, blocks included.
     pub fn len(&self) -> usize {
-        self.ctrl.len() + self.block_bytes
-    }
-
-    /// The front block's offset into `ctrl` (control bytes that go before it).
-    fn front_at(&self) -> Option<usize> {
-        self.blocks
-            .front()
-            .map(|(at, _)| at.saturating_sub(self.taken))
+        self.ctrl.len() - self.start + self.block_bytes
     }
 
     /// The first contiguous run of pending bytes (all of them when no block is queued);
     /// empty when nothing is pending.
     pub fn pending(&self) -> &[u8] {
-        match (self.front_at(), self.blocks.front()) {
-            (Some(0), Some((_, block))) => block,
-            (Some(at), _) => self.ctrl.get(..at).unwrap_or_default(),
-            (None, _) => &self.ctrl,
+        match self.blocks.front() {
+            Some((at, block)) if *at == self.start => block,
+            Some((at, _)) => self.ctrl.get(self.start..*at).unwrap_or_default(),
+            None => self.ctrl.get(self.start..).unwrap_or_default(),
         }
     }
 
@@ -78,9 +70,19 @@ impl SendBuffer {
         if self.len().saturating_add(needed) > self.max {
             return Err(Full { limit: self.max });
         }
+        if self.len() == 0 {
+            self.ctrl.clear();
+            self.start = 0;
+        } else if self.start >= 64 * 1024 && self.start * 2 >= self.ctrl.len() {
+            // Amortised: the moved tail is at most as long as the consumed prefix.
+            self.ctrl.drain(..self.start);
+            for (at, _) in &mut self.blocks {
+                *at = at.saturating_sub(self.start);
+            }
+            self.start = 0;
+        }
         // One reservation per message, not one per field; at least a cache line, so that a
         // run of haves into a buffer that gave its memory back grows once, not at every one.
-        // (`BytesMut` reuses its memory here if the chunks handed out were dropped.)
         if self.ctrl.capacity() - self.ctrl.len() < ctrl {
             self.ctrl.reserve(ctrl.max(MIN_GROWTH));
         }
@@ -90,7 +92,7 @@ impl SendBuffer {
     pub fn push(&mut self, msg: &Message<'_>) -> Result<(), Full> {
         let len = msg.encoded_len();
         self.make_room(len, len)?;
-        // Encoding cannot fail for our message sizes (bounded by `max`).
+        // Encoding into a Vec cannot fail for our message sizes (bounded by `max`).
         msg.encode(&mut self.ctrl)
             .map_err(|_| Full { limit: self.max })
     }
@@ -103,7 +105,7 @@ impl SendBuffer {
             .map_err(|_| Full { limit: self.max })?;
         if !data.is_empty() {
             self.block_bytes += data.len();
-            self.blocks.push_back((self.taken + self.ctrl.len(), data));
+            self.blocks.push_back((self.ctrl.len(), data));
         }
         Ok(())
     }
@@ -120,11 +122,8 @@ impl SendBuffer {
         let n = n.min(self.len());
         let mut left = n;
         while left > 0 {
-            match self.front_at() {
-                Some(0) => {
-                    let Some((_, block)) = self.blocks.front_mut() else {
-                        break;
-                    };
+            match self.blocks.front_mut() {
+                Some((at, block)) if *at == self.start => {
                     let k = left.min(block.len());
                     block.advance(k);
                     self.block_bytes -= k;
@@ -133,10 +132,10 @@ impl SendBuffer {
                         self.blocks.pop_front();
                     }
                 }
-                at => {
-                    let k = left.min(at.unwrap_or(self.ctrl.len()));
-                    self.ctrl.advance(k);
-                    self.taken += k;
+                front => {
+                    let end = front.map_or(self.ctrl.len(), |(at, _)| *at);
+                    let k = left.min(end.saturating_sub(self.start));
+                    self.start += k;
                     left -= k;
                 }
             }
@@ -149,11 +148,11 @@ impl SendBuffer {
 
     fn clear(&mut self) {
         self.ctrl.clear();
-        self.taken = 0;
+        self.start = 0;
         self.blocks.clear();
         self.block_bytes = 0;
         if self.ctrl.capacity() > RETAIN {
-            self.ctrl = BytesMut::new();
+            self.ctrl = Vec::new();
         }
         if self.blocks.capacity() > RETAIN_BLOCKS {
             self.blocks = VecDeque::new();
@@ -165,44 +164,30 @@ impl SendBuffer {
     pub fn drain_into(&mut self, out: &mut Vec<u8>) -> usize {
         let n = self.len();
         out.reserve(n);
-        let mut prev = 0;
+        let mut prev = self.start;
         for (at, block) in &self.blocks {
-            let at = at.saturating_sub(self.taken);
-            out.extend_from_slice(self.ctrl.get(prev..at).unwrap_or_default());
+            out.extend_from_slice(self.ctrl.get(prev..*at).unwrap_or_default());
             out.extend_from_slice(block);
-            prev = at;
+            prev = *at;
         }
         out.extend_from_slice(self.ctrl.get(prev..).unwrap_or_default());
         self.clear();
         n
     }
 
-    /// Appends every pending byte to `out` as shared chunks, in order, and empties the
-    /// buffer: control runs are slices of the control buffer itself, blocks are the `Bytes`
-    /// they were queued as. Nothing is copied, and nothing is allocated per message.
-    pub fn drain_chunks(&mut self, out: &mut Vec<Bytes>) -> usize {
+    /// Empties the buffer into `ctrl` (the control bytes, appended: small, copied) and
+    /// `blocks` (the blocks as queued, each with the offset in `ctrl` it goes at).
+    pub fn drain_parts(&mut self, ctrl: &mut Vec<u8>, blocks: &mut Vec<(usize, Bytes)>) -> usize {
         let n = self.len();
-        // A buffer that grew big (a bitfield) is not kept: its memory goes with the chunks.
-        let big = self.ctrl.capacity() > RETAIN;
-        let ctrl = self.ctrl.split().freeze();
-        if big {
-            self.ctrl = BytesMut::new();
-        }
-        let taken = self.taken;
-        let mut prev = 0;
-        for (at, block) in self.blocks.drain(..) {
-            let at = at.saturating_sub(taken);
-            if at > prev {
-                out.push(ctrl.slice(prev..at));
-            }
-            prev = at;
-            out.push(block);
-        }
-        if prev == 0 && !ctrl.is_empty() {
-            out.push(ctrl);
-        } else if prev < ctrl.len() {
-            out.push(ctrl.slice(prev..));
-        }
+        // `at - start` is the block's offset in the pending control bytes.
+        let base = ctrl.len();
+        ctrl.extend_from_slice(self.ctrl.get(self.start..).unwrap_or_default());
+        let start = self.start;
+        blocks.extend(
+            self.blocks
+                .drain(..)
+                .map(|(at, block)| (base + at.saturating_sub(start), block)),
+        );
         self.clear();
         n
     }
@@ -224,6 +209,19 @@ mod tests {
         v
     }
 
+    /// The stream `ctrl` and `blocks` from `drain_parts` stand for.
+    fn splice(ctrl: &[u8], blocks: &[(usize, Bytes)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut prev = 0;
+        for (at, b) in blocks {
+            out.extend_from_slice(&ctrl[prev..*at]);
+            out.extend_from_slice(b);
+            prev = *at;
+        }
+        out.extend_from_slice(&ctrl[prev..]);
+        out
+    }
+
     #[test]
     fn a_block_is_handed_over_not_copied() {
         let mut b = SendBuffer::new(4 << 20);
@@ -232,36 +230,18 @@ mod tests {
         b.push_piece(3, 0, data.clone()).unwrap();
         b.push(&Message::Have(2)).unwrap();
         let expected = contents(&b);
-        let mut out = Vec::new();
-        assert_eq!(b.drain_chunks(&mut out), expected.len());
-        assert_eq!(out.concat(), expected);
-        let lens: Vec<usize> = out.iter().map(Bytes::len).collect();
-        assert_eq!(lens, [9 + 13, 16 * 1024, 9]);
-        assert_eq!(out[1].as_ptr(), data.as_ptr(), "the block was copied");
+        let (mut ctrl, mut blocks) = (vec![1, 2, 3], Vec::new());
+        assert_eq!(b.drain_parts(&mut ctrl, &mut blocks), expected.len());
+        assert_eq!(ctrl.len(), 3 + 9 + 13 + 9);
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(
+            blocks[0].0,
+            3 + 9 + 13,
+            "offsets count what `ctrl` held before"
+        );
+        assert_eq!(blocks[0].1.as_ptr(), data.as_ptr(), "the block was copied");
+        assert_eq!(splice(&ctrl, &blocks)[3..], expected[..]);
         assert_eq!(b.len(), 0);
-        // The control runs are slices of one buffer, not copies of it.
-        assert_eq!(out[0].as_ptr().wrapping_add(22), out[2].as_ptr());
-    }
-
-    #[test]
-    fn control_memory_is_reused_once_the_chunks_are_dropped() {
-        let mut b = SendBuffer::new(4 << 20);
-        b.push(&Message::Have(1)).unwrap();
-        let mut out = Vec::new();
-        b.drain_chunks(&mut out);
-        let first = out[0].as_ptr();
-        out.clear();
-        // The haves went into the same 64 bytes, in turn.
-        for i in 0..20 {
-            b.push(&Message::Have(i)).unwrap();
-            b.drain_chunks(&mut out);
-            let at = out[0].as_ptr() as usize;
-            assert!(
-                (first as usize..first as usize + MIN_GROWTH).contains(&at),
-                "a fresh buffer was allocated"
-            );
-            out.clear();
-        }
     }
 
     #[test]
@@ -280,15 +260,10 @@ mod tests {
         assert!(b.blocks.capacity() <= RETAIN_BLOCKS);
         // Small buffers keep their allocation (no churn for control messages).
         b.push(&Message::Have(3)).unwrap();
-        let at = b.pending().as_ptr();
+        let cap = b.ctrl.capacity();
         assert_eq!(b.advance(9), 9);
+        assert_eq!(b.ctrl.capacity(), cap);
         assert_eq!(b.len(), 0);
-        b.push(&Message::Have(4)).unwrap();
-        assert_eq!(
-            b.pending().as_ptr(),
-            at.wrapping_add(9),
-            "the buffer was replaced"
-        );
     }
 
     #[test]
@@ -319,7 +294,7 @@ mod tests {
 
     proptest! {
         /// Whatever is queued and partly written, the bytes that leave (through
-        /// `pending`/`advance`, `drain_into` or `drain_chunks`) are the same, in order.
+        /// `pending`/`advance`, `drain_into` or `drain_parts`) are the same, in order.
         #[test]
         fn every_way_out_gives_the_same_bytes(ops in proptest::collection::vec(op(), 0..40)) {
             let mut b = SendBuffer::new(4 << 20);
@@ -351,11 +326,11 @@ mod tests {
             let mut flat = written.clone();
             b.clone().drain_into(&mut flat);
             prop_assert_eq!(&flat, &model);
-            let mut chunks = Vec::new();
-            let n = b.drain_chunks(&mut chunks);
+            let (mut ctrl, mut blocks) = (Vec::new(), Vec::new());
+            let n = b.drain_parts(&mut ctrl, &mut blocks);
             prop_assert_eq!(n + written.len(), model.len());
-            prop_assert!(chunks.iter().all(|c| !c.is_empty()));
-            written.extend(chunks.concat());
+            prop_assert!(blocks.iter().all(|(_, c)| !c.is_empty()));
+            written.extend(splice(&ctrl, &blocks));
             prop_assert_eq!(&written, &model);
             prop_assert_eq!(b.len(), 0);
         }

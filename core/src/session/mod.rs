@@ -718,14 +718,21 @@ impl Session {
         self.transmitted(conn, n)
     }
 
-    /// [`Session::poll_transmit`] for drivers that can send shared buffers (a simulator, a
-    /// vectored write): appends the connection's bytes to `chunks` in order, without copying;
-    /// returns how many bytes. Blocks are the [`Bytes`] of [`Input::BlockRead`]; the messages
-    /// between them are slices of the connection's send buffer, whose memory is reused once
-    /// the driver dropped them. Same bytes, same back-pressure rules as `poll_transmit`.
-    pub fn poll_transmit_chunks(&mut self, conn: ConnId, chunks: &mut Vec<Bytes>) -> usize {
+    /// [`Session::poll_transmit`] without copying blocks, for drivers that can send shared
+    /// buffers (a simulator, a vectored write): appends the connection's control bytes
+    /// (messages and piece headers, small) to `ctrl` and its blocks (the [`Bytes`] of
+    /// [`Input::BlockRead`]) to `blocks`, each with the offset in `ctrl` where it goes in the
+    /// stream: the bytes are `ctrl[..at0]`, block 0, `ctrl[at0..at1]`, block 1, ...,
+    /// `ctrl[at_last..]`. Returns how many bytes in all. Same back-pressure rules as
+    /// `poll_transmit`.
+    pub fn poll_transmit_parts(
+        &mut self,
+        conn: ConnId,
+        ctrl: &mut Vec<u8>,
+        blocks: &mut Vec<(usize, Bytes)>,
+    ) -> usize {
         let n = match self.conns.get_mut(&conn) {
-            Some(c) if !c.connecting => c.peer.poll_transmit_chunks(chunks),
+            Some(c) if !c.connecting => c.peer.poll_transmit_parts(ctrl, blocks),
             _ => 0,
         };
         self.transmitted(conn, n)

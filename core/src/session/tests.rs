@@ -1332,7 +1332,7 @@ enum Hop {
 }
 
 /// Two sessions wired by hand, a seed and a leecher, every byte carried either as shared
-/// chunks (`poll_transmit_chunks`, `Input::ReceivedChunks`) or copied (`poll_transmit`,
+/// chunks (`poll_transmit_parts`, `Input::ReceivedChunks`) or copied (`poll_transmit`,
 /// `Input::Received`); the disk answers with slices of one shared payload. Returns the bytes
 /// each node sent, in order, the blocks written and how many of them are slices of the
 /// payload (no copy anywhere on the way).
@@ -1364,7 +1364,16 @@ fn two_sessions(chunked: bool) -> ([Vec<u8>; 2], usize, usize) {
                     Output::Transmit(c) => {
                         let mut chunks = Vec::new();
                         if chunked {
-                            s.poll_transmit_chunks(c, &mut chunks);
+                            let (mut ctrl, mut blocks) = (Vec::new(), Vec::new());
+                            s.poll_transmit_parts(c, &mut ctrl, &mut blocks);
+                            // Control runs copied, blocks as they are, as a simulator does.
+                            let mut prev = 0;
+                            for (at, block) in blocks {
+                                chunks.push(Bytes::copy_from_slice(&ctrl[prev..at]));
+                                chunks.push(block);
+                                prev = at;
+                            }
+                            chunks.push(Bytes::copy_from_slice(&ctrl[prev..]));
                         } else {
                             let mut buf = Vec::new();
                             s.poll_transmit(c, &mut buf);

@@ -88,7 +88,7 @@ pub enum Input<'a> {
         /// Its bytes, or what went wrong. Shared, not borrowed: the block waits in the
         /// connection's send buffer as it is (a driver that reads into a `Vec` hands it over
         /// with `Bytes::from`, no copy), and leaves through [`super::Session::poll_transmit`]
-        /// (one copy into the socket buffer) or [`super::Session::poll_transmit_chunks`]
+        /// (one copy into the socket buffer) or [`super::Session::poll_transmit_parts`]
         /// (none).
         data: Result<Bytes, String>,
     },

@@ -299,7 +299,7 @@ fn whole_frames_are_borrowed_not_copied() {
 /// A piece frame whose header came in one chunk (whole or any part of it) and whose block
 /// comes whole in the next: the block is borrowed from the second chunk, not buffered. This
 /// is how a driver that keeps blocks apart from the messages around them (the simulator,
-/// `poll_transmit_chunks`) delivers them.
+/// `poll_transmit_parts`) delivers them.
 #[test]
 fn a_block_after_a_split_header_is_borrowed() {
     let data: Vec<u8> = (0..16 * 1024).map(|i| i as u8).collect();
