@@ -7,13 +7,16 @@ use hive_core::bitfield::Bitfield;
 use hive_core::wire::{DecoderLimits, FrameDecoder, HANDSHAKE_LEN, id};
 
 /// Bytes in flight. Most segments are a have or a few requests: those travel inline, so that
-/// they cost no allocation.
+/// they cost no allocation. Blocks travel as the `Bytes` the sender's disk read gave (slices of
+/// the torrent's payload), never copied: a segment with a block is its chunks in order.
 #[derive(Debug)]
 pub(crate) enum Payload {
     Inline(u8, [u8; INLINE]),
-    Shared(Bytes),
-    /// Short writes coalesced into one segment (see [`COALESCE`]).
+    /// Control bytes too many to travel inline, or short writes coalesced into one segment
+    /// (see [`COALESCE`]).
     Joined(Vec<u8>),
+    /// Control bytes and blocks, in order.
+    Chunks(Vec<Bytes>),
 }
 
 /// Bytes a segment carries inline.
@@ -26,17 +29,95 @@ pub(crate) const INLINE: usize = 38;
 /// segment and an event of its own.
 pub(crate) const COALESCE: usize = 1024;
 
+/// The runs of a written stream in order: control bytes and blocks (`Some`), as the Session's
+/// `poll_transmit_parts` gives them (blocks spliced into the control bytes at offsets).
+pub(crate) fn runs<'a>(
+    ctrl: &'a [u8],
+    blocks: &'a [(usize, Bytes)],
+) -> impl Iterator<Item = (&'a [u8], Option<&'a Bytes>)> {
+    let mut prev = 0;
+    let last = blocks.last().map_or(0, |(at, _)| *at);
+    blocks
+        .iter()
+        .flat_map(move |(at, b)| {
+            let before = &ctrl[prev..*at];
+            prev = *at;
+            [(before, None), (&b[..], Some(b))]
+        })
+        .chain(std::iter::once((&ctrl[last..], None)))
+        .filter(|(run, _)| !run.is_empty())
+}
+
 impl Payload {
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        match self {
-            Payload::Inline(n, b) => &b[..usize::from(*n)],
-            Payload::Shared(b) => b,
-            Payload::Joined(v) => v,
+    /// Bytes `cut..end` of the stream `ctrl` + `blocks`: inline when small, else copied
+    /// control bytes when there is no block in it, else chunks, with blocks shared.
+    pub(crate) fn cut(ctrl: &[u8], blocks: &[(usize, Bytes)], cut: usize, end: usize) -> Payload {
+        // The parts of the stream inside the segment.
+        let mut from = 0;
+        let parts = runs(ctrl, blocks).filter_map(move |(run, block)| {
+            let to = from + run.len();
+            let part = (to > cut && from < end).then(|| {
+                let (a, b) = (cut.max(from) - from, end.min(to) - from);
+                (&run[a..b], block.map(|blk| (blk, a, b)))
+            });
+            from = to;
+            part
+        });
+        let len = end - cut;
+        if len <= INLINE {
+            let mut b = [0u8; INLINE];
+            let mut at = 0;
+            for (part, _) in parts {
+                b[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
+            }
+            return Payload::Inline(len as u8, b);
         }
+        let with_block = {
+            let mut from = 0;
+            runs(ctrl, blocks).any(|(run, block)| {
+                let to = from + run.len();
+                let inside = to > cut && from < end;
+                from = to;
+                inside && block.is_some()
+            })
+        };
+        if !with_block {
+            let mut v = Vec::with_capacity(len);
+            for (part, _) in parts {
+                v.extend_from_slice(part);
+            }
+            return Payload::Joined(v);
+        }
+        Payload::Chunks(
+            parts
+                .map(|(part, block)| match block {
+                    Some((blk, 0, b)) if b == blk.len() => blk.clone(),
+                    Some((blk, a, b)) => blk.slice(a..b),
+                    None => Bytes::copy_from_slice(part),
+                })
+                .collect(),
+        )
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.as_slice().len()
+        match self {
+            Payload::Inline(n, _) => usize::from(*n),
+            Payload::Joined(v) => v.len(),
+            Payload::Chunks(c) => c.iter().map(Bytes::len).sum(),
+        }
+    }
+
+    /// The bytes in order, one slice per part.
+    pub(crate) fn parts(&self) -> impl Iterator<Item = &[u8]> {
+        let (one, many): (&[u8], &[Bytes]) = match self {
+            Payload::Inline(n, b) => (&b[..usize::from(*n)], &[]),
+            Payload::Joined(v) => (v, &[]),
+            Payload::Chunks(c) => (&[], c),
+        };
+        std::iter::once(one)
+            .chain(many.iter().map(|c| &c[..]))
+            .filter(|p| !p.is_empty())
     }
 
     pub(crate) fn append(&mut self, more: &[u8]) {
@@ -49,7 +130,9 @@ impl Payload {
             Payload::Joined(v) => v.extend_from_slice(more),
             other => {
                 let mut v = Vec::with_capacity(2 * (other.len() + more.len()));
-                v.extend_from_slice(other.as_slice());
+                for part in other.parts() {
+                    v.extend_from_slice(part);
+                }
                 v.extend_from_slice(more);
                 *other = Payload::Joined(v);
             }
@@ -327,45 +410,61 @@ impl RxScan {
                 }
                 continue;
             }
-            // A header: the 4-byte length, then (unless it is a keep-alive) the id.
+            // A header whole in the input (the common case) is read in place.
+            if self.header_len == 0 {
+                if let Some((&len, rest)) = input.split_first_chunk::<4>() {
+                    let len = u32::from_be_bytes(len) as usize;
+                    if len == 0 {
+                        input = rest; // keep-alive
+                        continue;
+                    }
+                    if let Some((&id, rest)) = rest.split_first() {
+                        input = rest;
+                        payload += self.begin(len, id, announced, piece_count);
+                        continue;
+                    }
+                }
+            }
+            // A header split across chunks: the 4-byte length, then (unless it is a
+            // keep-alive) the id.
             let want = if self.header_len < 4 { 4 } else { 5 };
             let k = (want - self.header_len).min(input.len());
             self.header[self.header_len..self.header_len + k].copy_from_slice(&input[..k]);
             self.header_len += k;
             input = &input[k..];
-            if self.header_len == 4 {
-                let len = u32::from_be_bytes([
-                    self.header[0],
-                    self.header[1],
-                    self.header[2],
-                    self.header[3],
-                ]);
-                if len == 0 {
-                    self.header_len = 0; // keep-alive
-                }
+            let len = u32::from_be_bytes([
+                self.header[0],
+                self.header[1],
+                self.header[2],
+                self.header[3],
+            ]) as usize;
+            if self.header_len == 4 && len == 0 {
+                self.header_len = 0; // keep-alive
             } else if self.header_len == 5 {
-                let len = u32::from_be_bytes([
-                    self.header[0],
-                    self.header[1],
-                    self.header[2],
-                    self.header[3],
-                ]) as usize;
-                self.id = self.header[4];
                 self.header_len = 0;
-                self.body_left = len - 1;
-                self.have_len = 0;
-                if self.id == id::BITFIELD {
-                    self.body.clear();
-                }
-                if self.id == id::PIECE {
-                    payload += self.body_left.saturating_sub(8) as u64;
-                }
-                if self.body_left == 0 {
-                    self.frame_done(announced, piece_count);
-                }
+                payload += self.begin(len, self.header[4], announced, piece_count);
             }
         }
         payload
+    }
+
+    /// A frame of length `len` (id included) with id `msg` starts; returns the piece payload
+    /// it carries.
+    fn begin(&mut self, len: usize, msg: u8, announced: &mut Announced, piece_count: u32) -> u64 {
+        self.id = msg;
+        self.body_left = len - 1;
+        self.have_len = 0;
+        if msg == id::BITFIELD {
+            self.body.clear();
+        }
+        if self.body_left == 0 {
+            self.frame_done(announced, piece_count);
+        }
+        if msg == id::PIECE {
+            self.body_left.saturating_sub(8) as u64
+        } else {
+            0
+        }
     }
 
     fn frame_done(&mut self, announced: &mut Announced, piece_count: u32) {
@@ -423,6 +522,48 @@ mod tests {
     }
     use hive_core::bitfield::Bitfield;
     use hive_core::wire::{BlockRequest, HANDSHAKE_LEN, Message};
+
+    use super::{INLINE, Payload};
+    use bytes::Bytes;
+
+    /// Any segment of a written stream carries exactly its bytes; a block whole inside a
+    /// segment is shared, not copied; small segments are inline.
+    #[test]
+    fn a_cut_carries_its_bytes_and_shares_the_blocks() {
+        let ctrl: Vec<u8> = (0..70u8).collect();
+        let blocks = [
+            (50, Bytes::from(vec![7u8; 200])),
+            (60, Bytes::from(vec![9u8; 5])),
+        ];
+        let stream: Vec<u8> = super::runs(&ctrl, &blocks)
+            .flat_map(|(run, _)| run.to_vec())
+            .collect();
+        assert_eq!(stream.len(), 275);
+        for cut in 0..stream.len() {
+            for end in cut + 1..=stream.len() {
+                let p = Payload::cut(&ctrl, &blocks, cut, end);
+                assert_eq!(p.len(), end - cut);
+                assert_eq!(p.parts().collect::<Vec<_>>().concat(), &stream[cut..end]);
+                assert_eq!(matches!(p, Payload::Inline(..)), end - cut <= INLINE);
+            }
+        }
+        let Payload::Chunks(parts) = Payload::cut(&ctrl, &blocks, 10, 270) else {
+            panic!("a segment with blocks is chunks")
+        };
+        let lens: Vec<usize> = parts.iter().map(Bytes::len).collect();
+        assert_eq!(lens, [40, 200, 10, 5, 5]);
+        assert_eq!(
+            parts[1].as_ptr(),
+            blocks[0].1.as_ptr(),
+            "the block was copied"
+        );
+        assert!(matches!(
+            Payload::cut(&ctrl, &blocks, 255, 275),
+            Payload::Inline(20, _)
+        ));
+        let ctrl_only = Payload::cut(&ctrl, &[], 0, 70);
+        assert!(matches!(ctrl_only, Payload::Joined(ref v) if *v == ctrl));
+    }
 
     fn frame(m: &Message<'_>) -> Vec<u8> {
         let mut v = Vec::new();

@@ -19,7 +19,7 @@ use hive_core::time::Instant;
 use hive_core::wire::{BlockRequest, DecoderLimits, FrameDecoder, Message};
 
 use crate::engine::{LISTEN_PORT, NodeRecord, node_ip, node_of_ip};
-use crate::link::{COALESCE, Half, INLINE, NO_CONN, Payload, Tail};
+use crate::link::{COALESCE, Half, NO_CONN, Payload, Tail, runs};
 use crate::queue::Queue;
 use crate::record::RecShard;
 use crate::scenario::{Behaviour, GroupSpec, RunSpec, Scenario};
@@ -475,7 +475,8 @@ pub(crate) struct Shard {
     answers: VecDeque<Answer>,
     bounds: Vec<usize>,
     segs: Vec<(usize, usize)>,
-    tx_buf: Vec<u8>,
+    tx_ctrl: Vec<u8>,
+    tx_blocks: Vec<(usize, Bytes)>,
     pub rep: Report,
     pub close_reasons: BTreeMap<String, u64>,
     /// Nodes banned by a node of this shard (one entry per ban).
@@ -507,7 +508,8 @@ impl Shard {
             answers: VecDeque::new(),
             bounds: Vec::new(),
             segs: Vec::new(),
-            tx_buf: Vec::new(),
+            tx_ctrl: Vec::new(),
+            tx_blocks: Vec::new(),
             rep: Report::default(),
             close_reasons: BTreeMap::new(),
             banned: Vec::new(),
@@ -770,32 +772,27 @@ impl Shard {
         let now = Instant::from_micros(self.now);
         self.drain(ctx, l, &mut s);
         while let Some(a) = self.answers.pop_front() {
-            let res = match &a {
+            let res = match a {
                 Answer::Read(conn, torrent, block, data) => s.handle_input(
                     now,
                     Input::BlockRead {
-                        conn: *conn,
-                        torrent: *torrent,
-                        block: *block,
+                        conn,
+                        torrent,
+                        block,
                         data: Ok(data),
                     },
                 ),
                 Answer::Written(torrent, block) => s.handle_input(
                     now,
                     Input::BlockWritten {
-                        torrent: *torrent,
-                        block: *block,
+                        torrent,
+                        block,
                         result: Ok(()),
                     },
                 ),
-                Answer::Verified(torrent, piece, ok) => s.handle_input(
-                    now,
-                    Input::PieceVerified {
-                        torrent: *torrent,
-                        piece: *piece,
-                        ok: *ok,
-                    },
-                ),
+                Answer::Verified(torrent, piece, ok) => {
+                    s.handle_input(now, Input::PieceVerified { torrent, piece, ok })
+                }
             };
             if let Err(e) = res {
                 panic!(
@@ -1477,15 +1474,18 @@ impl Shard {
                 return;
             }
         }
-        let mut buf = std::mem::take(&mut self.tx_buf);
-        buf.clear();
-        let n = s.poll_transmit(conn, &mut buf);
+        let mut ctrl = std::mem::take(&mut self.tx_ctrl);
+        let mut blocks = std::mem::take(&mut self.tx_blocks);
+        ctrl.clear();
+        blocks.clear();
+        let n = s.poll_transmit_parts(conn, &mut ctrl, &mut blocks);
         if n == 0 {
-            self.tx_buf = buf;
+            self.tx_ctrl = ctrl;
+            self.tx_blocks = blocks;
             return;
         }
         self.trace.add(&[now, u64::from(i), 2, conn.0, n as u64]);
-        self.observe(ctx, l, slot, &buf);
+        self.observe(ctx, l, slot, &ctrl, &blocks);
         let j = self.nodes[l].halves[slot].peer;
         let path = ctx.path(i, j);
         let jitter = ctx.jitter[i as usize] + ctx.jitter[j as usize];
@@ -1509,14 +1509,6 @@ impl Shard {
             cut = end;
         }
         self.bounds = bounds;
-        // The payload of each segment: inline when small, else the buffer itself (one
-        // segment) or slices of it.
-        let mut shared = None;
-        if n <= INLINE {
-            self.tx_buf = buf;
-        } else {
-            shared = Some(Bytes::from(buf));
-        }
         let single = segs.len() == 1;
         for (x, &(cut, end)) in segs.iter().enumerate() {
             let len = (end - cut) as u64;
@@ -1531,11 +1523,9 @@ impl Shard {
                 // small (its bytes are charged to the uplink all the same).
                 if let Some(t) = h.tail.as_mut() {
                     if t.start > now && t.data.len() + n <= COALESCE {
-                        let bytes = match &shared {
-                            None => &self.tx_buf[..n],
-                            Some(data) => &data[..],
-                        };
-                        t.data.append(bytes);
+                        for (run, _) in runs(&ctrl, &blocks) {
+                            t.data.append(run);
+                        }
                         continue;
                     }
                 }
@@ -1553,15 +1543,9 @@ impl Shard {
             let at = (up_end + path + extra).max(h.last_arrival);
             h.last_arrival = at;
             let peer_conn = h.peer_conn;
-            let data = match &mut shared {
-                None => {
-                    let mut b = [0u8; INLINE];
-                    b[..n].copy_from_slice(&self.tx_buf[..n]);
-                    Payload::Inline(n as u8, b)
-                }
-                Some(data) if single => Payload::Shared(std::mem::take(data)),
-                Some(data) => Payload::Shared(data.slice(cut..end)),
-            };
+            // The segment's bytes: inline when small; blocks are the disk reads' slices of
+            // the payload, never copied.
+            let data = Payload::cut(&ctrl, &blocks, cut, end);
             if x + 1 == segs.len() && len as usize <= COALESCE && start > now {
                 // It may still grow: hold it until it starts to leave.
                 self.serial += 1;
@@ -1584,6 +1568,9 @@ impl Shard {
                 self.send(ctx, at, ctx.shard_of(j), ev);
             }
         }
+        blocks.clear();
+        self.tx_ctrl = ctrl;
+        self.tx_blocks = blocks;
         self.segs = segs;
         if let Some(limit) = self.nodes[l].upload_limit_bytes {
             if self.nodes[l].rec.uploaded >= limit {
@@ -1691,68 +1678,94 @@ impl Shard {
         let node = &mut self.nodes[l];
         let h = &mut node.halves[slot];
         let conn = h.conn;
-        let bytes = data.as_slice();
-        let payload = h.rx.scan(bytes, &mut h.peer_announced, ctx.piece_count);
+        let mut payload = 0;
+        for part in data.parts() {
+            payload += h.rx.scan(part, &mut h.peer_announced, ctx.piece_count);
+        }
         node.rec.downloaded += payload;
         self.trace
-            .add(&[self.now, u64::from(j), 0xF6, conn, bytes.len() as u64]);
+            .add(&[self.now, u64::from(j), 0xF6, conn, data.len() as u64]);
+        // Shared bytes go in as chunks, so that blocks reach the disk as slices of them.
         self.input(ctx, l, |s, now| {
-            s.handle_input(now, Input::Received(ConnId(conn), data.as_slice()))
+            let conn = ConnId(conn);
+            match &data {
+                Payload::Inline(n, b) => {
+                    s.handle_input(now, Input::Received(conn, &b[..usize::from(*n)]))
+                }
+                Payload::Joined(v) => s.handle_input(now, Input::Received(conn, v)),
+                Payload::Chunks(c) => s.handle_input(now, Input::ReceivedChunks(conn, c)),
+            }
         });
     }
 
     /// Decodes what node `l` sends on `slot` (the simulator's own view of the wire,
     /// independent of the core): checks requests against what the other end announced to
-    /// this one, counts payload, and collects frame boundaries for segmentation.
-    fn observe(&mut self, ctx: &Ctx, l: usize, slot: usize, buf: &[u8]) {
+    /// this one, counts payload, and collects frame boundaries (stream offsets) for
+    /// segmentation. Blocks are not copied: a piece's header ends a control run and its block
+    /// is the next run, which the decoder borrows.
+    fn observe(
+        &mut self,
+        ctx: &Ctx,
+        l: usize,
+        slot: usize,
+        ctrl: &[u8],
+        blocks: &[(usize, Bytes)],
+    ) {
         self.bounds.clear();
         let pc = ctx.piece_count;
         let i = self.global(ctx, l);
         let node = &mut self.nodes[l];
         let me = &mut node.halves[slot];
         let j = me.peer;
-        let mut input = buf;
-        let skip = me.skip.min(input.len());
+        let n = ctrl.len() + blocks.iter().map(|(_, b)| b.len()).sum::<usize>();
+        // Handshake bytes come first (one boundary after them), then frames.
+        let mut skip = me.skip.min(n);
         me.skip -= skip;
-        input = &input[skip..];
         if skip > 0 {
             self.bounds.push(skip);
         }
         let mut payload = 0u64;
         let mut problems: Vec<String> = Vec::new();
-        loop {
-            let msg = match me.decoder.decode(&mut input) {
-                Ok(Some(m)) => m,
-                Ok(None) => break,
-                Err(e) => {
-                    problems.push(format!("node {i} sent bytes that do not decode: {e}"));
-                    break;
-                }
-            };
-            match msg {
-                Message::Bitfield(bits) => {
-                    if let Err(e) = Bitfield::from_bytes(bits, pc) {
-                        problems.push(format!("node {i} sent a bad bitfield: {e}"));
+        let mut base = 0;
+        'chunks: for (chunk, _) in runs(ctrl, blocks) {
+            let k = skip.min(chunk.len());
+            skip -= k;
+            let mut input = &chunk[k..];
+            loop {
+                let msg = match me.decoder.decode(&mut input) {
+                    Ok(Some(m)) => m,
+                    Ok(None) => break,
+                    Err(e) => {
+                        problems.push(format!("node {i} sent bytes that do not decode: {e}"));
+                        break 'chunks;
                     }
-                }
-                Message::Request(b) => {
-                    let has = me.peer_announced.has(b.index);
-                    if !has {
-                        problems.push(format!(
-                            "node {i} requested piece {} from node {j}, which never announced it",
-                            b.index
-                        ));
+                };
+                match msg {
+                    Message::Bitfield(bits) => {
+                        if let Err(e) = Bitfield::from_bytes(bits, pc) {
+                            problems.push(format!("node {i} sent a bad bitfield: {e}"));
+                        }
                     }
-                }
-                Message::Piece { index, data, .. } => {
-                    payload += data.len() as u64;
-                    if let Some(sent) = node.seed_sent.as_mut() {
-                        sent.set(index);
+                    Message::Request(b) => {
+                        let has = me.peer_announced.has(b.index);
+                        if !has {
+                            problems.push(format!(
+                                "node {i} requested piece {} from node {j}, which never announced it",
+                                b.index
+                            ));
+                        }
                     }
+                    Message::Piece { index, data, .. } => {
+                        payload += data.len() as u64;
+                        if let Some(sent) = node.seed_sent.as_mut() {
+                            sent.set(index);
+                        }
+                    }
+                    _ => {}
                 }
-                _ => {}
+                self.bounds.push(base + chunk.len() - input.len());
             }
-            self.bounds.push(buf.len() - input.len());
+            base += chunk.len();
         }
         node.rec.uploaded += payload;
         if let Some(sent) = &node.seed_sent {

@@ -5,6 +5,7 @@
 //! The first input byte picks the options, the second the chunk size; the rest is the peer's
 //! byte stream after a valid handshake.
 
+use bytes::Bytes;
 use hive_core::bitfield::Bitfield;
 use hive_core::peer::{PeerConfig, PeerConn, PeerEvent, TorrentInfo};
 use hive_core::time::Instant;
@@ -86,7 +87,7 @@ pub fn check(data: &[u8]) {
         }
         while let Some(req) = conn.poll_upload() {
             let data = vec![0; req.length as usize];
-            if conn.send_block(now, req, &data).is_err() {
+            if conn.send_block(now, req, Bytes::from(data)).is_err() {
                 break;
             }
         }

@@ -20,6 +20,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
+use bytes::Bytes;
 use hive_core::announce::{FailureKind, RequestId};
 use hive_core::bitfield::Bitfield;
 use hive_core::create::{Content, TorrentBuilder};
@@ -117,6 +118,9 @@ struct Harness {
     connect_failures: Vec<ConnId>,
     /// Pieces with a written block whose bytes differ from the payload.
     bad: BTreeSet<u32>,
+    /// Counts deliveries and transmits, to alternate between the borrowed and the shared
+    /// (chunked) forms of `Received` and `poll_transmit` without changing the input format.
+    turns: usize,
 }
 
 fn payload() -> &'static [u8] {
@@ -199,6 +203,7 @@ impl Harness {
             announces: VecDeque::new(),
             connect_failures: Vec::new(),
             bad: BTreeSet::new(),
+            turns: 0,
         };
         h.drain();
         h
@@ -220,8 +225,25 @@ impl Harness {
                     break;
                 }
                 Output::Transmit(conn) => {
-                    let mut buf = Vec::new();
-                    self.session.poll_transmit(conn, &mut buf);
+                    self.turns += 1;
+                    let buf = if self.turns % 2 == 0 {
+                        let mut buf = Vec::new();
+                        self.session.poll_transmit(conn, &mut buf);
+                        buf
+                    } else {
+                        let (mut ctrl, mut blocks) = (Vec::new(), Vec::new());
+                        self.session
+                            .poll_transmit_parts(conn, &mut ctrl, &mut blocks);
+                        let mut buf = Vec::new();
+                        let mut prev = 0;
+                        for (at, block) in blocks {
+                            buf.extend_from_slice(&ctrl[prev..at]);
+                            buf.extend_from_slice(&block);
+                            prev = at;
+                        }
+                        buf.extend_from_slice(&ctrl[prev..]);
+                        buf
+                    };
                     self.observe(conn, &buf);
                 }
                 Output::Close { conn, .. } => self.forget(conn),
@@ -307,7 +329,16 @@ impl Harness {
         let Some(conn) = self.fakes[peer].as_ref().map(|f| f.conn) else {
             return;
         };
-        self.input(Input::Received(conn, bytes));
+        self.turns += 1;
+        if self.turns % 2 == 0 {
+            self.input(Input::Received(conn, bytes));
+        } else {
+            // The same bytes as shared chunks, cut at a point that moves from turn to turn.
+            let at = self.turns % (bytes.len() + 1);
+            let (a, b) = bytes.split_at(at);
+            let chunks = [Bytes::copy_from_slice(a), Bytes::copy_from_slice(b)];
+            self.input(Input::ReceivedChunks(conn, &chunks));
+        }
     }
 
     fn op(&mut self, op: Op) {
@@ -489,7 +520,7 @@ impl Harness {
         match out {
             Output::ReadBlock { conn, block, .. } => {
                 let data = match block_bytes(block) {
-                    Some(bytes) if !fail => Ok(bytes),
+                    Some(bytes) if !fail => Ok(Bytes::from_static(bytes)),
                     _ => Err("input/output error".to_owned()),
                 };
                 self.input(Input::BlockRead {

@@ -14,7 +14,8 @@
 //! // at conn.next_deadline():
 //! if let Some(ev) = conn.handle_timeout(now)? { session.apply(id, ev) }
 //! // whenever conn.wants_transmit(): write conn.pending_transmit(), then advance_transmit(n)
-//! //                                 (or poll_transmit(&mut buf) to copy everything out)
+//! //                                 (or poll_transmit(&mut buf) to copy everything out,
+//! //                                 or poll_transmit_parts(..) to take blocks uncopied)
 //! ```
 //!
 //! Every method that can close returns `Result<_, CloseReason>`; after the first `Err` the
@@ -88,6 +89,8 @@ mod tests;
 use core::net::{IpAddr, Ipv4Addr};
 use std::collections::VecDeque;
 use std::time::Duration;
+
+use bytes::Bytes;
 
 pub use client::client_name;
 pub use config::{BLOCK_LEN, PeerConfig, TorrentInfo};
@@ -572,12 +575,12 @@ impl PeerConn {
 
     /// Sends a block the peer requested with its data read from disk. `Ok(false)` (nothing
     /// sent) if the request is no longer queued (the peer cancelled it, or a choke dropped it)
-    /// or if `data` is not `block.length` bytes.
+    /// or if `data` is not `block.length` bytes. `data` is queued as it is, not copied.
     pub fn send_block(
         &mut self,
         now: Instant,
         block: BlockRequest,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<bool, CloseReason> {
         self.guarded(|st| {
             st.require_connected()?;
@@ -730,8 +733,10 @@ impl PeerConn {
         self.st.send.len() > 0
     }
 
-    /// The bytes waiting for the socket; after writing `n` of them call
-    /// [`PeerConn::advance_transmit`].
+    /// The first contiguous run of the bytes waiting for the socket (blocks are kept apart
+    /// from the messages around them, so a run ends at a block's start or end); after writing
+    /// `n` of them call [`PeerConn::advance_transmit`], then ask again while
+    /// [`PeerConn::wants_transmit`].
     pub fn pending_transmit(&self) -> &[u8] {
         self.st.send.pending()
     }
@@ -745,6 +750,20 @@ impl PeerConn {
     /// Appends every waiting byte to `out` (and forgets them); returns how many.
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> usize {
         let n = self.st.send.drain_into(out);
+        self.st.bytes_sent = self.st.bytes_sent.saturating_add(n as u64);
+        n
+    }
+
+    /// Takes every waiting byte without copying blocks: the control bytes (messages and piece
+    /// headers) are appended to `ctrl`, the blocks (the `Bytes` given to
+    /// [`PeerConn::send_block`]) to `blocks`, each with the offset in `ctrl` it goes at;
+    /// returns how many bytes in all.
+    pub fn poll_transmit_parts(
+        &mut self,
+        ctrl: &mut Vec<u8>,
+        blocks: &mut Vec<(usize, Bytes)>,
+    ) -> usize {
+        let n = self.st.send.drain_parts(ctrl, blocks);
         self.st.bytes_sent = self.st.bytes_sent.saturating_add(n as u64);
         n
     }

@@ -622,7 +622,13 @@ impl Session {
             }
             Input::Received(id, data) => {
                 self.known_conn(id)?;
-                self.on_received(now, id, data);
+                self.on_received(now, id, data, None);
+            }
+            Input::ReceivedChunks(id, chunks) => {
+                self.known_conn(id)?;
+                for chunk in chunks {
+                    self.on_received(now, id, chunk, Some(chunk));
+                }
             }
             Input::Writable(id) => {
                 self.known_conn(id)?;
@@ -709,8 +715,36 @@ impl Session {
             Some(c) if !c.connecting => (c.peer.poll_transmit(buf), c.peer.has_unserved_requests()),
             _ => (0, false),
         };
-        // Most transmits are haves to peers that asked for nothing: serve() would look the
-        // connection up again only to find no request.
+        self.transmitted(conn, n, waiting)
+    }
+
+    /// [`Session::poll_transmit`] without copying blocks, for drivers that can send shared
+    /// buffers (a simulator, a vectored write): appends the connection's control bytes
+    /// (messages and piece headers, small) to `ctrl` and its blocks (the [`Bytes`] of
+    /// [`Input::BlockRead`]) to `blocks`, each with the offset in `ctrl` where it goes in the
+    /// stream: the bytes are `ctrl[..at0]`, block 0, `ctrl[at0..at1]`, block 1, ...,
+    /// `ctrl[at_last..]`. Returns how many bytes in all. Same back-pressure rules as
+    /// `poll_transmit`.
+    pub fn poll_transmit_parts(
+        &mut self,
+        conn: ConnId,
+        ctrl: &mut Vec<u8>,
+        blocks: &mut Vec<(usize, Bytes)>,
+    ) -> usize {
+        let (n, waiting) = match self.conns.get_mut(&conn) {
+            Some(c) if !c.connecting => (
+                c.peer.poll_transmit_parts(ctrl, blocks),
+                c.peer.has_unserved_requests(),
+            ),
+            _ => (0, false),
+        };
+        self.transmitted(conn, n, waiting)
+    }
+
+    /// After `n` bytes of `conn` were taken: serve what the freed room allows. Most transmits
+    /// are haves to peers that asked for nothing (`waiting` false): serve() would look the
+    /// connection up again only to find no request.
+    fn transmitted(&mut self, conn: ConnId, n: usize, waiting: bool) -> usize {
         if n > 0 && waiting {
             // Without this the upload stalls whenever the buffer sat at the watermark and the
             // peer has nothing more to ask (its requests are all queued here): no input would
@@ -1162,7 +1196,9 @@ impl Session {
 
     // ----- internals: connections ------------------------------------------------------
 
-    fn on_received(&mut self, now: Instant, id: ConnId, mut data: &[u8]) {
+    /// Feeds received bytes to the connection; `shared` is the buffer they are, if the
+    /// driver gave one, so that blocks inside it are handed to the disk without a copy.
+    fn on_received(&mut self, now: Instant, id: ConnId, mut data: &[u8], shared: Option<&Bytes>) {
         self.touched.insert(id);
         loop {
             let Some(conn) = self.conns.get_mut(&id) else {
@@ -1181,7 +1217,7 @@ impl Session {
                 }
             };
             let torrent = tid.and_then(|t| self.torrents.get_mut(&t));
-            let follow = apply_event(now, torrent, key, fast, &event, &mut self.outputs);
+            let follow = apply_event(now, torrent, key, fast, &event, shared, &mut self.outputs);
             drop(event);
             self.follow_up(now, id, follow);
         }
@@ -1509,7 +1545,7 @@ impl Session {
         id: ConnId,
         tid: TorrentId,
         block: BlockRequest,
-        data: Result<&[u8], String>,
+        data: Result<Bytes, String>,
     ) {
         let Some(c) = self.conns.get_mut(&id) else {
             return; // the peer left meanwhile
@@ -1806,6 +1842,7 @@ fn apply_event(
     key: PeerKey,
     fast: bool,
     event: &PeerEvent<'_>,
+    shared: Option<&Bytes>,
     outputs: &mut VecDeque<Output>,
 ) -> FollowUp {
     if let PeerEvent::InfoHash { info_hash, .. } = event {
@@ -1856,7 +1893,7 @@ fn apply_event(
         PeerEvent::Interested | PeerEvent::NotInterested => FollowUp::Interest,
         PeerEvent::Request(_) => FollowUp::Serve,
         PeerEvent::Block { block, data } | PeerEvent::LateBlock { block, data } => {
-            accept_block(now, t, key, *block, data, outputs)
+            accept_block(now, t, key, *block, data, shared, outputs)
         }
         PeerEvent::UnrequestedBlock { block, data } => {
             if fast {
@@ -1867,7 +1904,7 @@ fn apply_event(
                 ));
             }
             // Without the fast extension a block released by a choke may still arrive.
-            accept_block(now, t, key, *block, data, outputs)
+            accept_block(now, t, key, *block, data, shared, outputs)
         }
         PeerEvent::Rejected(block) => {
             t.picker.request_rejected(key, *block);
@@ -1899,6 +1936,7 @@ fn accept_block(
     key: PeerKey,
     block: BlockRequest,
     data: &[u8],
+    shared: Option<&Bytes>,
     outputs: &mut VecDeque<Output>,
 ) -> FollowUp {
     let len = u64::from(block.length);
@@ -1910,11 +1948,10 @@ fn accept_block(
             t.downloaded = t.downloaded.saturating_add(len);
             t.download_rate.record(now, len);
             *t.pending_writes.entry(block.index).or_insert(0) += 1;
-            // The one copy of a block: the input is borrowed, the write outlives it.
             outputs.push_back(Output::WriteBlock {
                 torrent: t.id,
                 block,
-                data: Bytes::copy_from_slice(data),
+                data: share_or_copy(data, shared),
             });
             FollowUp::Block {
                 piece: block.index,
@@ -1931,6 +1968,21 @@ fn accept_block(
             "peer sent block {}/{} of {} bytes that is not a block of this torrent",
             block.index, block.begin, block.length
         )),
+    }
+}
+
+/// `data` as `Bytes`: a slice of `shared` when it lies inside it (the driver gave the input
+/// as shared chunks), else a copy (the input is borrowed and the write outlives it; or the
+/// block was split across chunks and reassembled in the connection's decoder).
+fn share_or_copy(data: &[u8], shared: Option<&Bytes>) -> Bytes {
+    let inside = |s: &&Bytes| {
+        let (outer, inner) = (s.as_ptr_range(), data.as_ptr_range());
+        outer.start <= inner.start && inner.end <= outer.end
+    };
+    match shared.filter(inside) {
+        // `slice_ref` panics unless `data` is inside `s`, which was just checked.
+        Some(s) if !data.is_empty() => s.slice_ref(data),
+        _ => Bytes::copy_from_slice(data),
     }
 }
 

@@ -34,6 +34,12 @@ pub enum Input<'a> {
     ConnectFailed(ConnId),
     /// Bytes arrived on a connection, in order; any chunking.
     Received(ConnId, &'a [u8]),
+    /// Bytes arrived on a connection as shared chunks, in order: [`Input::Received`] for
+    /// drivers that hold received bytes as [`Bytes`] (a simulator handing on what the other
+    /// end sent). A block whose bytes lie inside one chunk is written as a slice of it
+    /// ([`Output::WriteBlock`]), not copied. Give all chunks of one delivery in one input:
+    /// each input also runs the timers.
+    ReceivedChunks(ConnId, &'a [Bytes]),
     /// The connection was closed by the peer or the network (not by an [`Output::Close`]).
     Closed(ConnId),
     /// The socket can take bytes again. A driver that applies back-pressure (it leaves an
@@ -79,8 +85,12 @@ pub enum Input<'a> {
         torrent: TorrentId,
         /// Which block.
         block: BlockRequest,
-        /// Its bytes, or what went wrong.
-        data: Result<&'a [u8], String>,
+        /// Its bytes, or what went wrong. Shared, not borrowed: the block waits in the
+        /// connection's send buffer as it is (a driver that reads into a `Vec` hands it over
+        /// with `Bytes::from`, no copy), and leaves through [`super::Session::poll_transmit`]
+        /// (one copy into the socket buffer) or [`super::Session::poll_transmit_parts`]
+        /// (none).
+        data: Result<Bytes, String>,
     },
     /// A block given in [`Output::WriteBlock`] is on disk, or the write failed.
     BlockWritten {

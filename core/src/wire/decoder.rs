@@ -58,6 +58,9 @@ impl Default for DecoderLimits {
 /// plus a small bencoded header) does not reallocate either.
 const RETAIN_SLACK: usize = 1024;
 
+/// A piece frame's bytes before its block: id, index, begin.
+const PIECE_HEAD: usize = 9;
+
 /// Splits a byte stream into messages, borrowing from the input whenever a frame is whole in
 /// it and copying only frames that straddle two chunks into one bounded, reused buffer.
 ///
@@ -221,9 +224,19 @@ impl State {
                 return Ok(None);
             };
             check_frame(self.frame_len as u32, msg_id, limits)?;
-            self.body.reserve_exact(self.frame_len);
+        }
+        if let Some(msg) = self.piece_whole_in(input)? {
+            return Ok(Some(msg));
         }
         let take = (self.frame_len - self.body.len()).min(input.len());
+        // Room for the whole frame at once, except for a piece header alone: its block may
+        // well arrive whole in the next chunk and be borrowed from there (a connection that
+        // never sees a split block then never holds 16 KiB here).
+        let piece_head = self.body.first().or(input.first()) == Some(&super::id::PIECE)
+            && self.body.len() + take <= PIECE_HEAD;
+        if !piece_head && self.body.capacity() < self.frame_len {
+            self.body.reserve_exact(self.frame_len - self.body.len());
+        }
         let (head, tail) = input.split_at(take);
         self.body.extend_from_slice(head);
         *input = tail;
@@ -232,5 +245,36 @@ impl State {
         }
         self.ready = true;
         Message::parse(&self.body, limits).map(Some)
+    }
+
+    /// A piece frame whose start (some of its 13 header bytes) came in an earlier chunk: if
+    /// the rest of the frame is in `input`, the block is borrowed from `input`. A driver that
+    /// delivers the header and the block as separate chunks (a simulator handing on the
+    /// sender's buffers) then costs no copy; only a block that is itself split is buffered.
+    /// The frame length was checked against the id.
+    fn piece_whole_in<'i>(
+        &mut self,
+        input: &mut &'i [u8],
+    ) -> Result<Option<Message<'i>>, WireError> {
+        let id = self.body.first().or(input.first());
+        if id != Some(&super::id::PIECE) || self.body.len() > PIECE_HEAD {
+            return Ok(None);
+        }
+        let rest_len = self.frame_len.saturating_sub(self.body.len());
+        let Some((rest, tail)) = input.split_at_checked(rest_len) else {
+            return Ok(None);
+        };
+        let Some((head, data)) = rest.split_at_checked(PIECE_HEAD - self.body.len()) else {
+            return Ok(None); // a frame too short for a piece header: check_frame refused it
+        };
+        // Index and begin: the bytes after the id, from the buffer and then from the input.
+        let mut fields = [0u8; 8];
+        for (dst, src) in fields.iter_mut().zip(self.body.iter().chain(head).skip(1)) {
+            *dst = *src;
+        }
+        *input = tail;
+        // Resets the frame state at the next call, as for a frame returned from `body`.
+        self.ready = true;
+        Message::piece(fields, data).map(Some)
     }
 }

@@ -256,13 +256,7 @@ impl<'a> Message<'a> {
                         min: 8,
                     });
                 };
-                let (index, begin) = (be32([i0, i1, i2, i3]), be32([b0, b1, b2, b3]));
-                // A zero-byte block answers no valid request; refusing it here lets consumers
-                // rely on `data` being non-empty.
-                if data.is_empty() {
-                    return Err(WireError::EmptyBlock { index, begin });
-                }
-                Message::Piece { index, begin, data }
+                Message::piece([i0, i1, i2, i3, b0, b1, b2, b3], data)?
             }
             id::CANCEL => Message::Cancel(block(fixed(msg_id, payload)?)),
             id::PORT => Message::Port(u16::from_be_bytes(fixed(msg_id, payload)?)),
@@ -286,6 +280,19 @@ impl<'a> Message<'a> {
             },
             other => Message::Unknown { id: other, payload },
         })
+    }
+
+    /// A piece message from its index and begin fields (as on the wire) and its data; the
+    /// frame length was checked already.
+    pub(super) fn piece(head: [u8; 8], data: &'a [u8]) -> Result<Message<'a>, WireError> {
+        let [i0, i1, i2, i3, b0, b1, b2, b3] = head;
+        let (index, begin) = (be32([i0, i1, i2, i3]), be32([b0, b1, b2, b3]));
+        // A zero-byte block answers no valid request; refusing it here lets consumers rely on
+        // `data` being non-empty.
+        if data.is_empty() {
+            return Err(WireError::EmptyBlock { index, begin });
+        }
+        Ok(Message::Piece { index, begin, data })
     }
 
     /// The message id, or `None` for a keep-alive.

@@ -296,6 +296,102 @@ fn whole_frames_are_borrowed_not_copied() {
     assert_eq!(dec.buffer_capacity(), 0, "nothing was buffered");
 }
 
+/// A piece frame whose header came in one chunk (whole or any part of it) and whose block
+/// comes whole in the next: the block is borrowed from the second chunk, not buffered. This
+/// is how a driver that keeps blocks apart from the messages around them (the simulator,
+/// `poll_transmit_parts`) delivers them.
+#[test]
+fn a_block_after_a_split_header_is_borrowed() {
+    let data: Vec<u8> = (0..16 * 1024).map(|i| i as u8).collect();
+    let mut stream = encode(&Message::Have(1));
+    let start = stream.len();
+    encode_piece_header(&mut stream, 4, 16 * 1024, data.len()).unwrap();
+    stream.extend_from_slice(&data);
+    stream.extend(encode(&Message::Have(2)));
+    for k in 1..=PIECE_HEADER_LEN {
+        let (first, second) = stream.split_at(start + k);
+        let mut dec = FrameDecoder::default();
+        let mut input = first;
+        assert_eq!(dec.decode(&mut input).unwrap(), Some(Message::Have(1)));
+        assert_eq!(dec.decode(&mut input).unwrap(), None);
+        assert_eq!(dec.buffered(), k, "split after {k} header bytes");
+        let range = second.as_ptr_range();
+        let mut input = second;
+        let msg = dec.decode(&mut input).unwrap().unwrap();
+        let Message::Piece {
+            index,
+            begin,
+            data: got,
+        } = msg
+        else {
+            panic!("{msg:?}")
+        };
+        assert_eq!((index, begin), (4, 16 * 1024));
+        assert_eq!(got, &data[..]);
+        assert!(
+            range.contains(&got.as_ptr()),
+            "split after {k} header bytes: the block was copied"
+        );
+        assert_eq!(dec.decode(&mut input).unwrap(), Some(Message::Have(2)));
+        assert_eq!(dec.decode(&mut input).unwrap(), None);
+        assert_eq!(dec.buffered(), 0);
+        assert!(
+            dec.buffer_capacity() < 64,
+            "split after {k} header bytes: {} bytes reserved for a block never buffered",
+            dec.buffer_capacity()
+        );
+    }
+}
+
+/// Every way of cutting a stream with a piece frame in two or three chunks (exhaustive)
+/// decodes the same messages: a split block is still reassembled.
+#[test]
+fn a_piece_decodes_whatever_the_cuts() {
+    let data: Vec<u8> = (0..40).map(|i| i as u8 ^ 0x5a).collect();
+    let msgs = [
+        Message::Have(7),
+        Message::Piece {
+            index: 3,
+            begin: 16 * 1024,
+            data: &data,
+        },
+        Message::Piece {
+            index: 3,
+            begin: 0,
+            data: &data[..1],
+        },
+        Message::KeepAlive,
+        Message::Request(BlockRequest {
+            index: 1,
+            begin: 0,
+            length: 16 * 1024,
+        }),
+    ];
+    let stream: Vec<u8> = msgs.iter().flat_map(encode).collect();
+    let expected: Vec<Vec<u8>> = msgs.iter().map(encode).collect();
+    let decode_cut = |cuts: &[usize]| {
+        let mut dec = FrameDecoder::default();
+        let mut out = Vec::new();
+        let mut from = 0;
+        for &to in cuts.iter().chain([&stream.len()]) {
+            let mut input = &stream[from..to];
+            while let Some(msg) = dec.decode(&mut input).unwrap() {
+                out.push(encode(&msg));
+            }
+            assert!(input.is_empty());
+            from = to;
+        }
+        assert_eq!(dec.buffered(), 0);
+        out
+    };
+    for a in 0..=stream.len() {
+        assert_eq!(decode_cut(&[a]), expected, "cut at {a}");
+        for b in a..=stream.len() {
+            assert_eq!(decode_cut(&[a, b]), expected, "cuts at {a} and {b}");
+        }
+    }
+}
+
 #[test]
 fn straddling_frames_reuse_one_buffer() {
     let data = vec![9u8; 16 * 1024];

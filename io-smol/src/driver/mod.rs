@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_net::{TcpListener, TcpStream};
+use bytes::Bytes;
 use hive_core::announce::TrackerId;
 use hive_core::bitfield::Bitfield;
 use hive_core::metainfo::Metainfo;
@@ -723,7 +724,8 @@ impl Driver<'_> {
                     conn,
                     torrent,
                     block,
-                    data: data.as_deref().map_err(Clone::clone),
+                    // The read's own Vec becomes the block's buffer: no copy.
+                    data: data.map(Bytes::from),
                 },
             )?,
             DiskDone::Written {
