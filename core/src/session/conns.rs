@@ -71,6 +71,14 @@ impl ConnTable {
         Some(c)
     }
 
+    /// The connection, *not* noted as dirty: only for calls that cannot bring its deadline
+    /// earlier (taking its bytes to send, queueing a `have`), so that its index entry stays a
+    /// lower bound (module docs) without a refresh. Most of a large swarm's calls are these.
+    pub(super) fn get_mut_later(&mut self, id: &ConnId) -> Option<&mut Conn> {
+        let slot = self.slot(id)?;
+        self.slots.get_mut(slot).and_then(Option::as_mut)
+    }
+
     pub(super) fn contains_key(&self, id: &ConnId) -> bool {
         self.slot(id).is_some()
     }

@@ -77,24 +77,29 @@ const LIMIT_BURST: u64 = 4 * BLOCK_SIZE as u64;
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One connection: the peer machine plus what the Session knows about it.
+///
+/// `repr(C)` keeps the declared order: the small fields every input reads come first, next to
+/// the peer machine's own hot fields (see `PeerConn`), so that a `have` in or out touches a
+/// few adjacent cache lines of the connection instead of lines spread over 1.5 KiB.
 #[derive(Debug)]
+#[repr(C)]
 struct Conn {
-    peer: PeerConn,
-    addr: SocketAddr,
+    /// Listed in the index's dirty list (its deadline is re-read at the next refresh).
+    dirty: bool,
     /// Outgoing and not yet established (counts against the half-open limit).
     connecting: bool,
-    /// Attached torrent (incoming connections learn it from the handshake).
-    torrent: Option<TorrentId>,
-    /// The picker's name for this peer (valid once attached).
-    key: PeerKey,
     /// A `PeerJoined` event was emitted (so `PeerLeft` is owed).
     joined: bool,
+    /// The picker's name for this peer (valid once attached).
+    key: PeerKey,
+    /// Attached torrent (incoming connections learn it from the handshake).
+    torrent: Option<TorrentId>,
     /// Disk reads under way for this peer.
     reads_in_flight: usize,
     /// The deadline this connection has in the Session's index (see `conns.rs`).
     indexed: Option<Instant>,
-    /// Listed in the index's dirty list (its deadline is re-read at the next refresh).
-    dirty: bool,
+    peer: PeerConn,
+    addr: SocketAddr,
 }
 
 /// What to do after an event from a connection has been applied to the torrent (the event
@@ -710,7 +715,8 @@ impl Session {
     /// may be served now: this may queue outputs ([`Output::ReadBlock`]...), so drain
     /// [`Session::poll_output`] afterwards, as after an input.
     pub fn poll_transmit(&mut self, conn: ConnId, buf: &mut Vec<u8>) -> usize {
-        let (n, waiting) = match self.conns.get_mut(&conn) {
+        // Taking bytes moves no deadline (they were stamped when queued).
+        let (n, waiting) = match self.conns.get_mut_later(&conn) {
             // Bytes are not sent before the connection is established.
             Some(c) if !c.connecting => (c.peer.poll_transmit(buf), c.peer.has_unserved_requests()),
             _ => (0, false),
@@ -731,7 +737,8 @@ impl Session {
         ctrl: &mut Vec<u8>,
         blocks: &mut Vec<(usize, Bytes)>,
     ) -> usize {
-        let (n, waiting) = match self.conns.get_mut(&conn) {
+        // Taking bytes moves no deadline (they were stamped when queued).
+        let (n, waiting) = match self.conns.get_mut_later(&conn) {
             Some(c) if !c.connecting => (
                 c.peer.poll_transmit_parts(ctrl, blocks),
                 c.peer.has_unserved_requests(),
@@ -1648,33 +1655,30 @@ impl Session {
                 // Only peers without the piece get a `have` (see
                 // `SessionConfig::send_redundant_have`): a holder's interest in us cannot
                 // change from it. The picker's pass over its peers (in `piece_verified`) already read
-                // every bitfield and names the holders, so they are skipped untouched: in a
-                // large swarm most peers hold most pieces.
-                let mut holders = std::mem::take(&mut self.id_scratch);
-                holders.clear();
-                if !redundant {
-                    holders.extend(
-                        t.picker
-                            .holders_of_changed()
-                            .iter()
-                            .filter_map(|k| t.by_key.get(k).copied()),
-                    );
-                    holders.sort_unstable();
-                }
-                for id in &t.conns {
-                    if holders.binary_search(id).is_ok() {
+                // every bitfield and names the holders in key order, so a merge with the
+                // torrent's connections in key order skips them untouched: in a large swarm
+                // most peers hold most pieces.
+                let holders: &[PeerKey] = if redundant {
+                    &[]
+                } else {
+                    t.picker.holders_of_changed()
+                };
+                let mut holders = holders.iter().peekable();
+                for (key, id) in &t.by_key {
+                    while holders.next_if(|h| *h < key).is_some() {}
+                    if holders.peek() == Some(&key) {
                         continue;
                     }
-                    if !self.conns.get(id).is_some_and(|c| c.joined) {
-                        continue;
-                    }
-                    if let Some(c) = self.conns.get_mut(id) {
-                        let _ = c.peer.send_have(now, piece);
-                        self.touched.insert(*id);
+                    // A have moves only the keep-alive deadline, and only later.
+                    if let Some(c) = self.conns.get_mut_later(id) {
+                        if c.joined {
+                            let _ = c.peer.send_have(now, piece);
+                            self.touched.insert(*id);
+                        }
                     }
                 }
                 // Our interest changed only in the peers the picker names.
-                let mut flipped = holders;
+                let mut flipped = std::mem::take(&mut self.id_scratch);
                 flipped.clear();
                 flipped.extend(
                     t.picker
