@@ -167,13 +167,14 @@ const SENDBUF_ENTRIES: usize = 8;
 /// are used up: those bytes count as buffered until the later write leaves, a few
 /// microseconds more.
 #[derive(Debug, Default)]
+#[repr(C)]
 pub(crate) struct SendBuf {
-    at: [u64; SENDBUF_ENTRIES],
-    len: [u32; SENDBUF_ENTRIES],
-    head: usize,
-    count: usize,
     /// Bytes buffered.
     pub bytes: u64,
+    head: usize,
+    count: usize,
+    at: [u64; SENDBUF_ENTRIES],
+    len: [u32; SENDBUF_ENTRIES],
 }
 
 impl SendBuf {
@@ -224,15 +225,19 @@ impl SendBuf {
 
 /// One node's half of a connection: what it sends (socket buffer, the pipe's last segment,
 /// the decoder that watches its bytes) and what it received (announcements). The fields a
-/// write or a delivery touches come first (`repr(C)` keeps them together).
+/// write touches come first and in the order it reads them, from the start of a cache line
+/// (`repr(C, align(64))`): a flash crowd is bound by cache misses, and a write used to touch
+/// lines spread over the whole half.
 #[derive(Debug)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub(crate) struct Half {
-    /// The node's connection id.
-    pub conn: u64,
     /// The other end: its node and its connection id (`NO_CONN` until the SYN-ACK tells the
     /// initiator).
     pub peer: u32,
+    /// Segments of this pipe waiting behind the node's downlink.
+    pub rx_pending: u32,
+    /// The node's connection id.
+    pub conn: u64,
     pub peer_conn: u64,
     /// The node's Session knows the connection.
     pub alive: bool,
@@ -241,20 +246,18 @@ pub(crate) struct Half {
     /// Closed by the Session while connecting: kept until the SYN-ACK (answered with a FIN)
     /// or the failure arrives.
     pub zombie: bool,
-    /// Segments of this pipe waiting behind the node's downlink.
-    pub rx_pending: u32,
-    /// The socket buffer.
-    pub unsent: SendBuf,
     /// A `Transmit` waits for buffer room.
     pub blocked: bool,
+    /// Handshake bytes still to skip before frames (sending side).
+    pub skip: usize,
     /// A wake-up is queued for this time (`u64::MAX`: none).
     pub wake_at: u64,
     /// When the pipe's last segment reaches the other end's downlink (segments never
     /// overtake each other).
     pub last_arrival: u64,
+    /// The socket buffer.
+    pub unsent: SendBuf,
     pub tail: Option<Tail>,
-    /// Handshake bytes still to skip before frames (sending side).
-    pub skip: usize,
     pub decoder: FrameDecoder,
     /// Receiving side: frames of what the other end sends.
     pub rx: RxScan,
