@@ -755,13 +755,16 @@ impl Picker {
     /// whether `piece` is one we want. Out-of-range indices are an error (drop the peer).
     pub fn peer_have(&mut self, peer: PeerKey, piece: u32) -> Result<bool, PickerError> {
         self.check_piece(piece)?;
-        if !self.peers.contains_key(&peer) {
-            self.peer_have_none(peer);
-        }
         let wants = self.wants(piece);
-        let Some(p) = self.peers.get_mut(&peer) else {
-            return Ok(wants);
-        };
+        let count = self.geo.piece_count();
+        // One search (this runs for every `have`); a peer not seen yet starts with nothing,
+        // as `peer_have_none` would set (an empty bitfield counts towards nothing).
+        let p = self.peers.entry(peer).or_insert_with(|| Peer {
+            has: Has::Pieces(Bitfield::new(count)),
+            wanted: 0,
+            requests: Vec::new(),
+            strikes: 0,
+        });
         let Has::Pieces(bits) = &mut p.has else {
             return Ok(wants);
         };
