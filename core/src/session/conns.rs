@@ -29,10 +29,11 @@ use super::types::ConnId;
 /// Connections by id, plus an index of their deadlines.
 ///
 /// The connections sit in a slab, found through a sorted list of (id, slot): the Session
-/// looks a connection up several times per input (the input, the transmit, the flush), and
-/// the list (a few hundred bytes) stays in cache where a `BTreeMap`'s nodes, interleaved with
-/// 1.5 KiB values, cost a cache miss or two per lookup. Ids only grow (`Session::new_conn_id`),
-/// so an insert appends; iteration is in id order, as with the map it replaces.
+/// looks a connection up several times per input (the input, the transmit, the flush), and a
+/// lookup reads only that list (a few hundred bytes, shared by every lookup) before the
+/// connection itself, where a `BTreeMap` walked nodes whose keys sit among 1.5 KiB values.
+/// Ids only grow (`Session::new_conn_id`), so an insert appends; iteration is in id order,
+/// as with the map it replaces.
 #[derive(Debug, Default)]
 pub(super) struct ConnTable {
     /// (id, slot in `slots`) of every connection, in id order.
