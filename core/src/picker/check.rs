@@ -2,22 +2,13 @@
 //! derived count from scratch and compares. O(pieces + peers x pieces/64 + blocks).
 
 use super::order::NONE;
-use super::{Block, BlockRef, Has, MAX_PRIORITY, Picker, PieceState, at};
+use super::{Block, BlockRef, Has, MAX_PRIORITY, Picker, PieceState};
 
 impl Picker {
     pub(super) fn check_all(&self) -> Result<(), String> {
         let n = self.geo.piece_count();
         let count = n as usize;
-        if [
-            self.avail.len(),
-            self.pos.len(),
-            self.prio.len(),
-            self.state.len(),
-        ]
-        .iter()
-        .any(|&l| l != count)
-            || self.have.len() != n
-        {
+        if self.pieces.len() != count || self.have.len() != n {
             return Err("per-piece arrays have the wrong length".into());
         }
         if !self.scratch_fresh.is_empty() || !self.scratch_partials.is_empty() {
@@ -27,9 +18,9 @@ impl Picker {
         let mut in_order = 0;
         let mut wanted = 0;
         for piece in 0..n {
-            let state = at(&self.state, piece).ok_or("state")?;
-            let prio = at(&self.prio, piece).ok_or("prio")?;
-            let pos = at(&self.pos, piece).ok_or("pos")?;
+            let state = self.state_at(piece).ok_or("state")?;
+            let prio = self.prio_at(piece).ok_or("prio")?;
+            let pos = self.pos_at(piece).ok_or("pos")?;
             if prio > MAX_PRIORITY {
                 return Err(format!("piece {piece} has priority {prio}"));
             }
@@ -63,9 +54,9 @@ impl Picker {
         let mut levels_total = 0;
         for (li, level) in self.levels.iter().enumerate() {
             let want_prio = li + 1;
-            levels_total += level.check(&self.avail, &self.pos, |p| {
-                at(&self.prio, p).is_some_and(|x| usize::from(x) == want_prio)
-                    && at(&self.state, p) == Some(PieceState::Missing)
+            levels_total += level.check(&self.pieces, |p| {
+                self.prio_at(p).is_some_and(|x| usize::from(x) == want_prio)
+                    && self.state_at(p) == Some(PieceState::Missing)
             })?;
         }
         if levels_total != in_order {
@@ -106,7 +97,7 @@ impl Picker {
                 return Err(format!("peer {key:?} holds a request twice"));
             }
             for r in &p.requests {
-                let Some(PieceState::Downloading(slot)) = at(&self.state, r.piece) else {
+                let Some(PieceState::Downloading(slot)) = self.state_at(r.piece) else {
                     return Err(format!(
                         "peer {key:?} requests {r:?} of a piece not downloading"
                     ));
@@ -123,7 +114,11 @@ impl Picker {
             }
             total_requests += p.requests.len();
         }
-        if avail != self.avail {
+        if !avail
+            .iter()
+            .copied()
+            .eq(self.pieces.iter().map(|p| p.avail))
+        {
             return Err("availability counts disagree with peer bitfields".into());
         }
         if seeds != self.seeds {
@@ -148,7 +143,7 @@ impl Picker {
             if is_free {
                 return Err(format!("slot {slot} in use and on the free list"));
             }
-            let state = at(&self.state, d.piece);
+            let state = self.state_at(d.piece);
             let verifying = state == Some(PieceState::Verifying(slot));
             if !verifying && state != Some(PieceState::Downloading(slot)) {
                 return Err(format!(

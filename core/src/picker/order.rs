@@ -16,6 +16,7 @@
 //! Empty buckets are kept (they cost a `Vec` header each); their number is bounded by the
 //! largest availability seen, i.e. by the number of peers.
 
+use super::PieceInfo;
 use crate::rng::Rng;
 
 /// Marker for "not in any order" in the `pos` array.
@@ -28,9 +29,9 @@ pub(super) struct Level {
     len: usize,
 }
 
-fn set_pos(pos: &mut [u32], piece: u32, at: usize) {
+fn set_pos(pos: &mut [PieceInfo], piece: u32, at: usize) {
     if let Some(p) = pos.get_mut(piece as usize) {
-        *p = at as u32;
+        p.pos = at as u32;
     }
 }
 
@@ -46,7 +47,7 @@ impl Level {
     }
 
     /// Adds `piece` to bucket `b` at a random place within the bucket.
-    pub(super) fn insert(&mut self, piece: u32, b: usize, pos: &mut [u32], rng: &mut Rng) {
+    pub(super) fn insert(&mut self, piece: u32, b: usize, pos: &mut [PieceInfo], rng: &mut Rng) {
         if self.buckets.len() <= b {
             self.buckets.resize_with(b + 1, Vec::new);
         }
@@ -65,8 +66,8 @@ impl Level {
     }
 
     /// Removes `piece`, which is in bucket `b`.
-    pub(super) fn remove(&mut self, piece: u32, b: usize, pos: &mut [u32]) {
-        let Some(&at) = pos.get(piece as usize) else {
+    pub(super) fn remove(&mut self, piece: u32, b: usize, pos: &mut [PieceInfo]) {
+        let Some(at) = pos.get(piece as usize).map(|p| p.pos) else {
             return;
         };
         let Some(bucket) = self.buckets.get_mut(b) else {
@@ -91,7 +92,7 @@ impl Level {
         piece: u32,
         from: usize,
         to: usize,
-        pos: &mut [u32],
+        pos: &mut [PieceInfo],
         rng: &mut Rng,
     ) {
         self.remove(piece, from, pos);
@@ -102,7 +103,7 @@ impl Level {
     pub(super) fn fill_unavailable(
         &mut self,
         mut pieces: Vec<u32>,
-        pos: &mut [u32],
+        pos: &mut [PieceInfo],
         rng: &mut Rng,
     ) {
         rng.shuffle(&mut pieces);
@@ -116,20 +117,20 @@ impl Level {
     /// Checks the level against `avail`/`pos`; `in_level(p)` says which pieces belong here.
     pub(super) fn check(
         &self,
-        avail: &[u32],
-        pos: &[u32],
+        pieces: &[PieceInfo],
         mut in_level: impl FnMut(u32) -> bool,
     ) -> Result<usize, String> {
         let mut total = 0;
         for (b, bucket) in self.buckets.iter().enumerate() {
             for (i, &p) in bucket.iter().enumerate() {
-                if pos.get(p as usize) != Some(&(i as u32)) {
+                let info = pieces.get(p as usize);
+                if info.map(|x| x.pos) != Some(i as u32) {
                     return Err(format!(
                         "piece {p} at {b}/{i} but pos says {:?}",
-                        pos.get(p as usize)
+                        info.map(|x| x.pos)
                     ));
                 }
-                if avail.get(p as usize) != Some(&(b as u32)) {
+                if info.map(|x| x.avail) != Some(b as u32) {
                     return Err(format!("piece {p} in bucket {b} but availability differs"));
                 }
                 if !in_level(p) {

@@ -12,14 +12,12 @@
 //! - `naive`: compute the key of every piece. O(n); the reference for tests and benchmarks.
 
 use super::order::{Level, NONE};
-use super::{Has, at};
+use super::{Has, PieceInfo};
 
 /// Everything one selection reads.
 pub(super) struct SelectCtx<'a> {
     pub(super) level: &'a Level,
-    pub(super) avail: &'a [u32],
-    pub(super) pos: &'a [u32],
-    pub(super) prio: &'a [u8],
+    pub(super) pieces: &'a [PieceInfo],
     pub(super) prio_level: u8,
     pub(super) has: &'a Has,
     /// Where the walk starts: `(bucket, index)`.
@@ -48,11 +46,12 @@ impl Level {
 impl SelectCtx<'_> {
     /// The key of an untouched piece of this level, `None` for any other piece.
     fn key_of(&self, piece: u32) -> Option<u64> {
-        let i = at(self.pos, piece)?;
-        if i == NONE || at(self.prio, piece) != Some(self.prio_level) {
+        let info = self.pieces.get(piece as usize)?;
+        let i = info.pos;
+        if i == NONE || info.prio != self.prio_level {
             return None;
         }
-        let b = at(self.avail, piece)? as usize;
+        let b = info.avail as usize;
         let i = i as usize;
         Some(key((b, i) < self.start, b, i))
     }
@@ -127,7 +126,7 @@ impl SelectCtx<'_> {
 
     /// The reference: every piece's key. O(n).
     pub(super) fn naive(&self, out: &mut Vec<(u64, u32)>) {
-        for piece in 0..self.pos.len() as u32 {
+        for piece in 0..self.pieces.len() as u32 {
             if self.has.has(piece) {
                 if let Some(key) = self.key_of(piece) {
                     self.push_best(out, (key, piece));

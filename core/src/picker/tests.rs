@@ -870,7 +870,7 @@ fn apply(p: &mut Picker, op: &Op) {
                 assert!(p.geometry().block_index(b).is_some());
                 if !p.in_endgame() {
                     // Outside endgame every block has a single requester.
-                    let Some(PieceState::Downloading(slot)) = at(&p.state, b.index) else {
+                    let Some(PieceState::Downloading(slot)) = p.state_at(b.index) else {
                         panic!("picked piece not downloading");
                     };
                     let blk = p.downloads[slot as usize].blocks[(b.begin / BLOCK_SIZE) as usize];
