@@ -1485,7 +1485,7 @@ impl Shard {
             return;
         }
         self.trace.add(&[now, u64::from(i), 2, conn.0, n as u64]);
-        self.observe(ctx, l, slot, &ctrl, &blocks);
+        self.observe(ctx, l, slot, &ctrl, &blocks, n);
         let j = self.nodes[l].halves[slot].peer;
         let path = ctx.path(i, j);
         let jitter = ctx.jitter[i as usize] + ctx.jitter[j as usize];
@@ -1702,7 +1702,7 @@ impl Shard {
     /// independent of the core): checks requests against what the other end announced to
     /// this one, counts payload, and collects frame boundaries (stream offsets) for
     /// segmentation. Blocks are not copied: a piece's header ends a control run and its block
-    /// is the next run, which the decoder borrows.
+    /// is the next run, which the decoder borrows. `n` is the bytes in all.
     fn observe(
         &mut self,
         ctx: &Ctx,
@@ -1710,6 +1710,7 @@ impl Shard {
         slot: usize,
         ctrl: &[u8],
         blocks: &[(usize, Bytes)],
+        n: usize,
     ) {
         self.bounds.clear();
         let pc = ctx.piece_count;
@@ -1717,7 +1718,6 @@ impl Shard {
         let node = &mut self.nodes[l];
         let me = &mut node.halves[slot];
         let j = me.peer;
-        let n = ctrl.len() + blocks.iter().map(|(_, b)| b.len()).sum::<usize>();
         // Handshake bytes come first (one boundary after them), then frames.
         let mut skip = me.skip.min(n);
         me.skip -= skip;

@@ -63,8 +63,7 @@ impl ConnTable {
 
     /// The connection, noted as dirty: its deadline is re-read at the next refresh.
     pub(super) fn get_mut(&mut self, id: &ConnId) -> Option<&mut Conn> {
-        let slot = self.slot(id)?;
-        let c = self.slots.get_mut(slot).and_then(Option::as_mut)?;
+        let c = conn_mut(&self.ids, &mut self.slots, id)?;
         if !c.dirty {
             c.dirty = true;
             self.dirty.push(*id);
@@ -76,8 +75,7 @@ impl ConnTable {
     /// earlier (taking its bytes to send, queueing a `have`), so that its index entry stays a
     /// lower bound (module docs) without a refresh. Most of a large swarm's calls are these.
     pub(super) fn get_mut_later(&mut self, id: &ConnId) -> Option<&mut Conn> {
-        let slot = self.slot(id)?;
-        self.slots.get_mut(slot).and_then(Option::as_mut)
+        conn_mut(&self.ids, &mut self.slots, id)
     }
 
     pub(super) fn contains_key(&self, id: &ConnId) -> bool {
@@ -137,10 +135,7 @@ impl ConnTable {
     pub(super) fn refresh(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
         for id in dirty.drain(..) {
-            let Some(c) = slot_in(&self.ids, &id)
-                .and_then(|slot| self.slots.get_mut(slot))
-                .and_then(Option::as_mut)
-            else {
+            let Some(c) = conn_mut(&self.ids, &mut self.slots, &id) else {
                 continue; // removed since (its entry went with it)
             };
             c.dirty = false;
@@ -200,12 +195,8 @@ impl ConnTable {
             if d > now {
                 break;
             }
-            let Some(slot) = self.slot(&id) else {
+            let Some(c) = conn_mut(&self.ids, &mut self.slots, &id) else {
                 // Cannot happen (removal takes the entry), but must not loop.
-                self.index.remove(&(d, id));
-                continue;
-            };
-            let Some(c) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
                 self.index.remove(&(d, id));
                 continue;
             };
@@ -274,6 +265,16 @@ impl ConnTable {
 fn slot_in(ids: &[(ConnId, usize)], id: &ConnId) -> Option<usize> {
     let at = ids.binary_search_by_key(id, |e| e.0).ok()?;
     ids.get(at).map(|e| e.1)
+}
+
+/// Connection `id` in `slots`, found through the sorted (id, slot) list (a free function,
+/// so that callers can hold it while they touch the table's other fields).
+fn conn_mut<'a>(
+    ids: &[(ConnId, usize)],
+    slots: &'a mut [Option<Conn>],
+    id: &ConnId,
+) -> Option<&'a mut Conn> {
+    slots.get_mut(slot_in(ids, id)?).and_then(Option::as_mut)
 }
 
 /// Connections to look at when the current command ends (`Session::flush_touched`). A list

@@ -715,13 +715,7 @@ impl Session {
     /// may be served now: this may queue outputs ([`Output::ReadBlock`]...), so drain
     /// [`Session::poll_output`] afterwards, as after an input.
     pub fn poll_transmit(&mut self, conn: ConnId, buf: &mut Vec<u8>) -> usize {
-        // Taking bytes moves no deadline (they were stamped when queued).
-        let (n, waiting) = match self.conns.get_mut_later(&conn) {
-            // Bytes are not sent before the connection is established.
-            Some(c) if !c.connecting => (c.peer.poll_transmit(buf), c.peer.has_unserved_requests()),
-            _ => (0, false),
-        };
-        self.transmitted(conn, n, waiting)
+        self.take_transmit(conn, |peer| peer.poll_transmit(buf))
     }
 
     /// [`Session::poll_transmit`] without copying blocks, for drivers that can send shared
@@ -737,21 +731,20 @@ impl Session {
         ctrl: &mut Vec<u8>,
         blocks: &mut Vec<(usize, Bytes)>,
     ) -> usize {
-        // Taking bytes moves no deadline (they were stamped when queued).
-        let (n, waiting) = match self.conns.get_mut_later(&conn) {
-            Some(c) if !c.connecting => (
-                c.peer.poll_transmit_parts(ctrl, blocks),
-                c.peer.has_unserved_requests(),
-            ),
-            _ => (0, false),
-        };
-        self.transmitted(conn, n, waiting)
+        self.take_transmit(conn, |peer| peer.poll_transmit_parts(ctrl, blocks))
     }
 
-    /// After `n` bytes of `conn` were taken: serve what the freed room allows. Most transmits
-    /// are haves to peers that asked for nothing (`waiting` false): serve() would look the
-    /// connection up again only to find no request.
-    fn transmitted(&mut self, conn: ConnId, n: usize, waiting: bool) -> usize {
+    /// Takes `conn`'s bytes with `take`, then serves what the freed room allows. Most
+    /// transmits are haves to peers that asked for nothing: serve() then would look the
+    /// connection up again only to find no request, so it runs only for a peer with
+    /// unserved requests.
+    fn take_transmit(&mut self, conn: ConnId, take: impl FnOnce(&mut PeerConn) -> usize) -> usize {
+        // Taking bytes moves no deadline (they were stamped when queued).
+        let (n, waiting) = match self.conns.get_mut_later(&conn) {
+            // Bytes are not sent before the connection is established.
+            Some(c) if !c.connecting => (take(&mut c.peer), c.peer.has_unserved_requests()),
+            _ => (0, false),
+        };
         if n > 0 && waiting {
             // Without this the upload stalls whenever the buffer sat at the watermark and the
             // peer has nothing more to ask (its requests are all queued here): no input would
