@@ -224,10 +224,10 @@ impl SendBuf {
 }
 
 /// One node's half of a connection: what it sends (socket buffer, the pipe's last segment,
-/// the decoder that watches its bytes) and what it received (announcements). The fields a
-/// write touches come first and in the order it reads them, from the start of a cache line
-/// (`repr(C, align(64))`): a flash crowd is bound by cache misses, and a write used to touch
-/// lines spread over the whole half.
+/// the decoder that watches its bytes) and what it received (announcements). From the start
+/// of a cache line (`repr(C, align(64))`): the fields every segment reads, then what a
+/// delivery touches (three lines in all), then what a write touches. A flash crowd is bound
+/// by cache misses, and a delivery or a write used to touch lines spread over the half.
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub(crate) struct Half {
@@ -255,14 +255,14 @@ pub(crate) struct Half {
     /// When the pipe's last segment reaches the other end's downlink (segments never
     /// overtake each other).
     pub last_arrival: u64,
-    /// The socket buffer.
-    pub unsent: SendBuf,
-    pub tail: Option<Tail>,
-    pub decoder: FrameDecoder,
     /// Receiving side: frames of what the other end sends.
     pub rx: RxScan,
     /// Pieces the other end announced to this node (bitfield, have, have all), as received.
     pub peer_announced: Announced,
+    /// The socket buffer.
+    pub unsent: SendBuf,
+    pub tail: Option<Tail>,
+    pub decoder: FrameDecoder,
 }
 
 /// Connection id not known yet.
@@ -355,7 +355,7 @@ pub(crate) struct RxScan {
     id: u8,
     /// The body of a `have` frame, as far as received (inline: haves are most frames).
     have: [u8; 4],
-    have_len: usize,
+    have_len: u8,
     /// The body of a `bitfield` frame, as far as received.
     body: Vec<u8>,
 }
@@ -397,7 +397,7 @@ impl RxScan {
                 match self.id {
                     id::HAVE => {
                         for &b in &input[..k] {
-                            if let Some(x) = self.have.get_mut(self.have_len) {
+                            if let Some(x) = self.have.get_mut(usize::from(self.have_len)) {
                                 *x = b;
                                 self.have_len += 1;
                             }
@@ -488,7 +488,14 @@ impl RxScan {
 
 #[cfg(test)]
 mod tests {
-    use super::{Announced, RxScan, SendBuf};
+    use super::{Announced, Half, RxScan, SendBuf};
+
+    /// What a delivery touches (the header, the scan, the announcements) fits the first three
+    /// cache lines of a half.
+    #[test]
+    fn delivery_fields_fit_three_lines() {
+        assert!(std::mem::offset_of!(Half, unsent) <= 3 * 64);
+    }
 
     /// The socket buffer drains in order; short writes share an entry; a full buffer merges.
     #[test]

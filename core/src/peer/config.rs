@@ -12,14 +12,12 @@ pub const BLOCK_LEN: u32 = 16 * 1024;
 ///
 /// Nonsensical combinations are clamped where used (a minimum above a maximum becomes the
 /// maximum, a zero bound becomes 1), so no value here can make the machine panic or grow.
+///
+/// Every connection holds a copy; `repr(C)` keeps what its deadline and request pipeline
+/// read on every message (timeouts, queue bounds) in the first lines of that copy.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct PeerConfig {
-    /// Our peer id; a peer answering with it is ourselves (self-connection).
-    pub peer_id: [u8; 20],
-    /// Reserved bits we advertise; an extension is on when both ends set its bit.
-    /// Default: fast extension (BEP 6) and extension protocol (BEP 10). Set
-    /// [`Reserved::DHT`] too when a DHT node runs (the Session then sends `port`).
-    pub reserved: Reserved,
     /// Time allowed from construction to a complete handshake (default 20 s).
     pub handshake_timeout: Duration,
     /// A keep-alive goes out after this long with nothing sent (BEP 3: two minutes).
@@ -27,6 +25,17 @@ pub struct PeerConfig {
     /// The connection closes after this long with nothing received (default 3 min: longer
     /// than the peer's 2 min keep-alive interval, with slack).
     pub idle_timeout: Duration,
+    /// Floor of the request timeout (default 20 s).
+    pub request_timeout_min: Duration,
+    /// Ceiling of the request timeout (default 60 s, libtorrent's `request_timeout`).
+    pub request_timeout_max: Duration,
+    /// Seconds of transfer to keep requested: depth = rate × this / 16 KiB (libtorrent's
+    /// `request_queue_time`, default 3 s).
+    pub target_queue_time: Duration,
+    /// The request timeout is this many smoothed block latencies, within min..=max (default 4).
+    pub request_timeout_latency_factor: u32,
+    /// Size k of the allowed-fast set we give a peer (BEP 6 suggests 10); 0 disables.
+    pub allowed_fast_count: u32,
     /// Hard bound on bytes queued for the socket; exceeding it closes the connection (the
     /// peer is not reading). Default 4 MiB.
     pub max_send_buffer: usize,
@@ -44,17 +53,12 @@ pub struct PeerConfig {
     pub min_queue_depth: usize,
     /// Queue depth at connection start, grown by one per block during slow start (default 4).
     pub initial_queue_depth: usize,
-    /// Seconds of transfer to keep requested: depth = rate × this / 16 KiB (libtorrent's
-    /// `request_queue_time`, default 3 s).
-    pub target_queue_time: Duration,
-    /// Floor of the request timeout (default 20 s).
-    pub request_timeout_min: Duration,
-    /// Ceiling of the request timeout (default 60 s, libtorrent's `request_timeout`).
-    pub request_timeout_max: Duration,
-    /// The request timeout is this many smoothed block latencies, within min..=max (default 4).
-    pub request_timeout_latency_factor: u32,
-    /// Size k of the allowed-fast set we give a peer (BEP 6 suggests 10); 0 disables.
-    pub allowed_fast_count: u32,
+    /// Our peer id; a peer answering with it is ourselves (self-connection).
+    pub peer_id: [u8; 20],
+    /// Reserved bits we advertise; an extension is on when both ends set its bit.
+    /// Default: fast extension (BEP 6) and extension protocol (BEP 10). Set
+    /// [`Reserved::DHT`] too when a DHT node runs (the Session then sends `port`).
+    pub reserved: Reserved,
     /// Distinct allowed-fast pieces we accept from a peer; one more closes the connection.
     /// Default 64 (BEP 6 peers send about 10).
     pub max_peer_allowed_fast: usize,
@@ -112,13 +116,15 @@ impl PeerConfig {
 }
 
 /// What a connection needs to know about its torrent: the info hash and the piece geometry.
+/// `repr(C)`: the piece count, checked by every `have`, `request` and `piece`, comes first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct TorrentInfo {
-    /// SHA-1 of the info dictionary.
-    pub info_hash: [u8; 20],
+    piece_count: u32,
     piece_length: u32,
     total_length: u64,
-    piece_count: u32,
+    /// SHA-1 of the info dictionary.
+    pub info_hash: [u8; 20],
     /// Size of the info dictionary, advertised as `metadata_size` (BEP 9) when we speak
     /// `ut_metadata`.
     pub metadata_size: Option<u32>,

@@ -139,7 +139,8 @@ struct Queued {
 pub struct PeerConn {
     /// Kept apart from `st` so that it can be set while a message borrows the decoder or an
     /// event borrows `st`.
-    closed: Option<CloseReason>,
+    /// Boxed: a reason is 48 bytes, and this sits in the line every message reads.
+    closed: Option<Box<CloseReason>>,
     decoder: FrameDecoder,
     st: State,
     handshake: HandshakeDecoder,
@@ -164,17 +165,19 @@ struct State {
     last_sent: Instant,
     bytes_received: u64,
     bytes_sent: u64,
+    torrent: TorrentInfo,
     peer_pieces: Bitfield,
     send: SendBuffer,
+    pipeline: Pipeline,
+    // The config's timeouts are read for every deadline and the meter's scalars for every
+    // request sent; their cold tails (the rest of the config, the ring) follow them.
+    cfg: PeerConfig,
+    download: RateMeter,
+
+    // Read by requests served, blocks, choking and the handshake.
     handed_out_bytes: usize,
     peer_requests: VecDeque<Queued>,
-    pipeline: Pipeline,
-    cfg: PeerConfig,
-
-    // Read by blocks, choking and the handshake.
-    download: RateMeter,
     upload: RateMeter,
-    torrent: TorrentInfo,
     peer_ip: Option<IpAddr>,
     created_at: Instant,
     connected_at: Option<Instant>,
@@ -193,8 +196,8 @@ struct State {
     unknown_messages: u64,
 }
 
-fn set_closed(closed: &mut Option<CloseReason>, reason: CloseReason) -> CloseReason {
-    *closed = Some(reason.clone());
+fn set_closed(closed: &mut Option<Box<CloseReason>>, reason: CloseReason) -> CloseReason {
+    *closed = Some(Box::new(reason.clone()));
     reason
 }
 
@@ -230,7 +233,7 @@ impl PeerConn {
     ) -> Self {
         let mut conn = Self::with_state(State::new(config, torrent, true, peer_ip, now));
         if let Err(r) = conn.st.send_handshake(now) {
-            conn.closed = Some(r);
+            conn.closed = Some(Box::new(r));
         }
         conn
     }
@@ -265,7 +268,7 @@ impl PeerConn {
     /// Incoming: we do not serve the torrent the peer asked for; the connection closes.
     pub fn reject(&mut self) -> CloseReason {
         if let Some(r) = &self.closed {
-            return r.clone();
+            return (**r).clone();
         }
         let reason = if self.st.phase == Phase::AwaitingAccept {
             CloseReason::UnknownTorrent {
@@ -282,7 +285,7 @@ impl PeerConn {
         f: impl FnOnce(&mut State) -> Result<T, CloseReason>,
     ) -> Result<T, CloseReason> {
         if let Some(r) = &self.closed {
-            return Err(r.clone());
+            return Err((**r).clone());
         }
         f(&mut self.st).map_err(|r| set_closed(&mut self.closed, r))
     }
@@ -300,7 +303,7 @@ impl PeerConn {
         input: &mut &'i [u8],
     ) -> Result<Option<PeerEvent<'s>>, CloseReason> {
         if let Some(r) = &self.closed {
-            return Err(r.clone());
+            return Err((**r).clone());
         }
         if input.is_empty() {
             return Ok(None);
@@ -377,7 +380,7 @@ impl PeerConn {
     /// calling it early is harmless.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<Option<PeerEvent<'_>>, CloseReason> {
         if let Some(r) = &self.closed {
-            return Err(r.clone());
+            return Err((**r).clone());
         }
         match self.st.on_timeout(now) {
             Ok(true) => Ok(Some(PeerEvent::RequestsTimedOut(&self.st.scratch))),
@@ -839,7 +842,7 @@ impl PeerConn {
 
     /// Why the connection closed, once it did.
     pub fn close_reason(&self) -> Option<&CloseReason> {
-        self.closed.as_ref()
+        self.closed.as_deref()
     }
 
     /// Whether the connection is closed.

@@ -16,19 +16,22 @@ pub(super) struct Outstanding {
 
 /// Outstanding requests in send order, plus a bounded memory of requests we gave up on
 /// (cancelled, timed out, released by a choke) so that their late answers are recognised.
+///
+/// `repr(C)`: what the deadline and the queue depth read comes first, the abandoned list last.
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub(super) struct Pipeline {
     outstanding: VecDeque<Outstanding>,
+    pub last_block_at: Option<Instant>,
+    /// Smoothed block latency (request sent → block received), microseconds.
+    srtt: Option<u64>,
+    slow_start_depth: usize,
+    slow_start: bool,
+    /// A request timed out and no block came since: the depth stays at its floor.
+    snubbed: bool,
     /// Given-up requests, oldest first; bounded by `abandoned_cap`, oldest forgotten.
     abandoned: VecDeque<BlockRequest>,
     abandoned_cap: usize,
-    /// Smoothed block latency (request sent → block received), microseconds.
-    srtt: Option<u64>,
-    slow_start: bool,
-    slow_start_depth: usize,
-    /// A request timed out and no block came since: the depth stays at its floor.
-    snubbed: bool,
-    pub last_block_at: Option<Instant>,
 }
 
 impl Pipeline {
