@@ -30,6 +30,7 @@ pub mod bencode;
 pub mod bitfield;
 pub mod choker;
 pub mod create;
+mod fifo;
 pub mod limit;
 pub mod magnet;
 pub mod metainfo;

@@ -724,6 +724,9 @@ impl Shard {
                 }
             }
         }
+        if self.nodes[l].held.is_empty() {
+            self.nodes[l].held.clear(); // back to the start of its buffer, as `answers`
+        }
         if let Some(r) = self.rec.as_mut() {
             if r.due(l) < end {
                 self.record_sample(ctx, l, end - 1);
@@ -802,6 +805,9 @@ impl Shard {
             }
             self.drain(ctx, l, &mut s);
         }
+        // Empty: back to the start of its buffer, so the next answers reuse the same lines (a
+        // deque used as a queue otherwise walks its whole capacity).
+        self.answers.clear();
         self.nodes[l].session = Some(s);
     }
 

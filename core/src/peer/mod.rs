@@ -1218,6 +1218,7 @@ impl State {
                     .saturating_sub(q.block.length as usize);
             }
         }
+        crate::fifo::rewind_if_empty(&mut self.peer_requests);
         true
     }
 

@@ -81,7 +81,9 @@ impl Pipeline {
     /// reject). Blocks usually arrive in request order, so the scan ends at the front.
     pub fn take(&mut self, block: BlockRequest) -> Option<Outstanding> {
         let i = self.outstanding.iter().position(|o| o.block == block)?;
-        self.outstanding.remove(i)
+        let taken = self.outstanding.remove(i);
+        crate::fifo::rewind_if_empty(&mut self.outstanding);
+        taken
     }
 
     /// Forgets a given-up request whose late answer arrived; whether it was remembered.

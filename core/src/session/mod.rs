@@ -702,6 +702,7 @@ impl Session {
         if let Some(out) = self.outputs.pop_front() {
             return out;
         }
+        crate::fifo::rewind_if_empty(&mut self.outputs);
         self.conns.refresh();
         let conns = self.conns.earliest();
         self.conn_timers_at = conns;
