@@ -32,11 +32,11 @@ const _: () = assert!(BUCKETS > 0 && BUCKETS_U64 as usize == BUCKETS);
 
 /// Bytes per second over a rolling window, plus the lifetime total; constant memory.
 ///
-/// The scalars come first (`repr(C)`) and the ring's sum is kept beside them: reading the rate
-/// of a meter written in the current bucket touches one cache line, not the whole ring (a
-/// peer's download rate is read for every request it is sent).
+/// The scalars come first, in one cache line (`repr(C, align(64))`), with the ring's sum
+/// beside them: reading the rate of a meter written in the current bucket touches that line
+/// only, not the ring (a peer's download rate is read for every request it is sent).
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct RateMeter {
     /// Microseconds per bucket, at least 1.
     width: u64,
@@ -171,6 +171,13 @@ fn slot(e: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `rate` on a current meter reads one cache line.
+    #[test]
+    fn scalars_fit_one_line() {
+        assert!(std::mem::offset_of!(RateMeter, buckets) <= 64);
+        assert_eq!(std::mem::align_of::<RateMeter>(), 64);
+    }
     use proptest::prelude::*;
 
     fn s(secs: u64) -> Instant {

@@ -86,7 +86,7 @@ impl ConnTable {
         conn.dirty = true;
         self.dirty.push(id);
         // Ids are never reused; should one be, its stale entry must not linger.
-        self.remove(&id);
+        self.remove_with(&id, |_| ());
         let slot = match self.free.pop() {
             Some(slot) => {
                 if let Some(s) = self.slots.get_mut(slot) {
@@ -108,15 +108,20 @@ impl ConnTable {
         }
     }
 
-    pub(super) fn remove(&mut self, id: &ConnId) -> Option<Conn> {
+    /// Removes connection `id` and returns what `f` reads from it; the connection is dropped
+    /// where it lies instead of being moved out whole (1.6 KiB read for a few fields).
+    pub(super) fn remove_with<R>(&mut self, id: &ConnId, f: impl FnOnce(&Conn) -> R) -> Option<R> {
         let at = self.ids.binary_search_by_key(id, |e| e.0).ok()?;
         let (_, slot) = self.ids.remove(at);
-        let c = self.slots.get_mut(slot).and_then(Option::take)?;
-        self.free.push(slot);
+        let entry = self.slots.get_mut(slot)?;
+        let c = entry.as_ref()?;
+        let r = f(c);
         if let Some(d) = c.indexed {
             self.index.remove(&(d, *id));
         }
-        Some(c)
+        *entry = None;
+        self.free.push(slot);
+        Some(r)
     }
 
     pub(super) fn len(&self) -> usize {

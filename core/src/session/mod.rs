@@ -893,7 +893,26 @@ impl Session {
 
     /// Forgets a connection (closed by us or by the remote).
     fn drop_conn(&mut self, now: Instant, id: ConnId, reason: LeaveReason) {
-        let Some(conn) = self.conns.remove(&id) else {
+        /// What forgetting a connection needs from it.
+        struct Gone {
+            connecting: bool,
+            torrent: Option<TorrentId>,
+            key: PeerKey,
+            holds_slot: bool,
+            outgoing: bool,
+            joined: bool,
+            addr: SocketAddr,
+        }
+        let gone = self.conns.remove_with(&id, |c| Gone {
+            connecting: c.connecting,
+            torrent: c.torrent,
+            key: c.key,
+            holds_slot: !c.peer.am_choking(),
+            outgoing: c.peer.is_outgoing(),
+            joined: c.joined,
+            addr: c.addr,
+        });
+        let Some(conn) = gone else {
             return;
         };
         if conn.connecting {
@@ -909,8 +928,8 @@ impl Session {
         t.by_key.remove(&conn.key);
         t.picker.peer_gone(conn.key);
         // Only a peer holding a slot frees one when it leaves.
-        t.choke_dirty |= !conn.peer.am_choking();
-        if conn.peer.is_outgoing() {
+        t.choke_dirty |= conn.holds_slot;
+        if conn.outgoing {
             if reason == LeaveReason::ConnectFailed {
                 t.peers.connect_failed(conn.addr, now);
             } else {
