@@ -19,6 +19,7 @@
 //! if the real deadline is later, moved there ([`ConnTable::due`]). The price is one early
 //! wake-up per connection per keep-alive interval at most.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 
 use crate::time::Instant;
@@ -38,6 +39,10 @@ use super::types::ConnId;
 pub(super) struct ConnTable {
     /// (id, slot in `slots`) of every connection, in id order.
     ids: Vec<(ConnId, usize)>,
+    /// The last lookup's answer: an input looks its connection up four or five times (the
+    /// message, the follow-up, the flush, the transmit), and each search is a chain of
+    /// dependent loads. Forgotten when that connection is removed (slots are reused).
+    last: Cell<Option<(ConnId, usize)>>,
     slots: Vec<Option<Conn>>,
     /// Empty slots in `slots`, reused first.
     free: Vec<usize>,
@@ -50,7 +55,7 @@ pub(super) struct ConnTable {
 
 impl ConnTable {
     fn slot(&self, id: &ConnId) -> Option<usize> {
-        slot_in(&self.ids, id)
+        slot_in(&self.ids, &self.last, id)
     }
 
     fn at(&self, slot: usize) -> Option<&Conn> {
@@ -63,7 +68,7 @@ impl ConnTable {
 
     /// The connection, noted as dirty: its deadline is re-read at the next refresh.
     pub(super) fn get_mut(&mut self, id: &ConnId) -> Option<&mut Conn> {
-        let c = conn_mut(&self.ids, &mut self.slots, id)?;
+        let c = conn_mut(&self.ids, &self.last, &mut self.slots, id)?;
         if !c.dirty {
             c.dirty = true;
             self.dirty.push(*id);
@@ -75,7 +80,7 @@ impl ConnTable {
     /// earlier (taking its bytes to send, queueing a `have`), so that its index entry stays a
     /// lower bound (module docs) without a refresh. Most of a large swarm's calls are these.
     pub(super) fn get_mut_later(&mut self, id: &ConnId) -> Option<&mut Conn> {
-        conn_mut(&self.ids, &mut self.slots, id)
+        conn_mut(&self.ids, &self.last, &mut self.slots, id)
     }
 
     pub(super) fn contains_key(&self, id: &ConnId) -> bool {
@@ -113,6 +118,9 @@ impl ConnTable {
     pub(super) fn remove_with<R>(&mut self, id: &ConnId, f: impl FnOnce(&Conn) -> R) -> Option<R> {
         let at = self.ids.binary_search_by_key(id, |e| e.0).ok()?;
         let (_, slot) = self.ids.remove(at);
+        if self.last.get().is_some_and(|(last, _)| last == *id) {
+            self.last.set(None);
+        }
         let entry = self.slots.get_mut(slot)?;
         let c = entry.as_ref()?;
         let r = f(c);
@@ -140,7 +148,7 @@ impl ConnTable {
     pub(super) fn refresh(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
         for id in dirty.drain(..) {
-            let Some(c) = conn_mut(&self.ids, &mut self.slots, &id) else {
+            let Some(c) = conn_mut(&self.ids, &self.last, &mut self.slots, &id) else {
                 continue; // removed since (its entry went with it)
             };
             c.dirty = false;
@@ -200,7 +208,7 @@ impl ConnTable {
             if d > now {
                 break;
             }
-            let Some(c) = conn_mut(&self.ids, &mut self.slots, &id) else {
+            let Some(c) = conn_mut(&self.ids, &self.last, &mut self.slots, &id) else {
                 // Cannot happen (removal takes the entry), but must not loop.
                 self.index.remove(&(d, id));
                 continue;
@@ -266,20 +274,34 @@ impl ConnTable {
     }
 }
 
-/// The slot of connection `id` in a sorted (id, slot) list.
-fn slot_in(ids: &[(ConnId, usize)], id: &ConnId) -> Option<usize> {
+/// The slot of connection `id` in a sorted (id, slot) list, or in `last` if it was asked last.
+fn slot_in(
+    ids: &[(ConnId, usize)],
+    last: &Cell<Option<(ConnId, usize)>>,
+    id: &ConnId,
+) -> Option<usize> {
+    if let Some((last_id, slot)) = last.get() {
+        if last_id == *id {
+            return Some(slot);
+        }
+    }
     let at = ids.binary_search_by_key(id, |e| e.0).ok()?;
-    ids.get(at).map(|e| e.1)
+    let slot = ids.get(at)?.1;
+    last.set(Some((*id, slot)));
+    Some(slot)
 }
 
 /// Connection `id` in `slots`, found through the sorted (id, slot) list (a free function,
 /// so that callers can hold it while they touch the table's other fields).
 fn conn_mut<'a>(
     ids: &[(ConnId, usize)],
+    last: &Cell<Option<(ConnId, usize)>>,
     slots: &'a mut [Option<Conn>],
     id: &ConnId,
 ) -> Option<&'a mut Conn> {
-    slots.get_mut(slot_in(ids, id)?).and_then(Option::as_mut)
+    slots
+        .get_mut(slot_in(ids, last, id)?)
+        .and_then(Option::as_mut)
 }
 
 /// Connections to look at when the current command ends (`Session::flush_touched`). A list
@@ -306,5 +328,45 @@ impl Touched {
         std::mem::swap(out, &mut self.ids);
         out.sort_unstable();
         out.dedup();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::{PeerConfig, PeerConn};
+    use crate::picker::PeerKey;
+
+    fn conn(port: u16) -> Conn {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        Conn {
+            dirty: false,
+            connecting: false,
+            joined: false,
+            key: PeerKey(u32::from(port)),
+            torrent: None,
+            reads_in_flight: 0,
+            indexed: None,
+            peer: PeerConn::new_incoming(PeerConfig::new([0; 20]), Some(addr.ip()), Instant::ZERO),
+            addr,
+        }
+    }
+
+    /// The remembered last lookup never answers for a removed connection, even once its slot
+    /// holds another one.
+    #[test]
+    fn last_lookup_forgets_a_removed_connection() {
+        let mut t = ConnTable::default();
+        t.insert(ConnId(1), conn(1));
+        t.insert(ConnId(2), conn(2));
+        assert_eq!(t.get(&ConnId(1)).map(|c| c.addr.port()), Some(1));
+        assert_eq!(t.remove_with(&ConnId(1), |c| c.addr.port()), Some(1));
+        assert!(t.get(&ConnId(1)).is_none());
+        t.insert(ConnId(3), conn(3)); // reuses the freed slot
+        assert!(t.get(&ConnId(1)).is_none());
+        assert!(t.get_mut(&ConnId(1)).is_none());
+        assert_eq!(t.get(&ConnId(3)).map(|c| c.addr.port()), Some(3));
+        assert_eq!(t.get(&ConnId(2)).map(|c| c.addr.port()), Some(2));
+        assert_eq!(t.len(), 2);
     }
 }
