@@ -340,7 +340,22 @@ fn cmd_run(args: &[String]) -> Result<ExitCode, String> {
 
 /// One benchmark configuration, run in this process: prints one result line.
 fn bench_one(args: &[String]) -> Result<ExitCode, String> {
-    let mut a = parse_run(args)?;
+    // `--ref SECONDS`: the reference run of the calling `bench`, for the ratio column.
+    let mut reference = None;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg == "--ref" {
+            let v = value(&mut it, arg)?;
+            reference = Some(
+                v.parse::<f64>()
+                    .map_err(|_| format!("--ref {v}: not a number of seconds"))?,
+            );
+        } else {
+            rest.push(arg.clone());
+        }
+    }
+    let mut a = parse_run(&rest)?;
     a.quiet = true;
     a.json = true;
     let (r, wall) = execute(&a)?;
@@ -355,13 +370,18 @@ fn bench_one(args: &[String]) -> Result<ExitCode, String> {
         0 => std::thread::available_parallelism().map_or(1, |c| c.get()),
         n => n,
     };
+    let (ref_s, ratio) = reference.map_or(("-".to_owned(), "-".to_owned()), |r| {
+        (format!("{r:.2}"), format!("{:.1}", wall / r.max(1e-9)))
+    });
     println!(
-        "{:>8} {:>6} {:>9} {:>7} {:>9.1} {:>10} {:>11.0} {:>10} {:>9.1} {:>6}",
+        "{:>8} {:>6} {:>9} {:>7} {:>9.1} {:>7} {:>6} {:>10} {:>11.0} {:>10} {:>9.1} {:>6}",
         a.knobs.peers,
         a.knobs.pieces,
         bytes(a.knobs.piece_length),
         threads,
         wall,
+        ref_s,
+        ratio,
         r.events,
         r.events as f64 / wall.max(1e-9),
         peak_rss().map_or("?".into(), bytes),
@@ -376,6 +396,36 @@ fn bench_one(args: &[String]) -> Result<ExitCode, String> {
         }
         ExitCode::from(1)
     })
+}
+
+/// Slots of the reference run's cycle (64 MiB of `u32`, beyond any cache).
+const REFERENCE_SLOTS: usize = 16 << 20;
+
+/// Reads the reference run chases through the cycle.
+const REFERENCE_STEPS: usize = 4 << 20;
+
+/// A fixed workload that does not depend on Hive's code, timed: a walk of dependent reads
+/// through a random cycle over 64 MiB, as cache-bound as a large swarm. This virtual machine's
+/// speed drifts by 10 % or more between runs (the reference itself by as much within a
+/// minute); a row's wall time over the reference taken just before it compares across runs
+/// and sessions better than the wall time alone.
+fn reference_run() -> f64 {
+    let started = std::time::Instant::now();
+    // Sattolo's algorithm: a random permutation with a single cycle.
+    let mut next: Vec<u32> = (0..REFERENCE_SLOTS as u32).collect();
+    let mut rng = hive_core::rng::Rng::new(0x7265_6665_7265_6e63);
+    for i in (1..next.len()).rev() {
+        let j = rng.index(i);
+        next.swap(i, j);
+    }
+    let mut at = 0u32;
+    let mut sum = 0u64;
+    for _ in 0..REFERENCE_STEPS {
+        at = next.get(at as usize).copied().unwrap_or(0);
+        sum = sum.wrapping_mul(31).wrapping_add(u64::from(at));
+    }
+    std::hint::black_box(sum);
+    started.elapsed().as_secs_f64()
 }
 
 /// The scale benchmark: each configuration in a child process, so that each peak RSS is its
@@ -398,12 +448,19 @@ fn cmd_bench(args: &[String]) -> Result<ExitCode, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     println!("flash crowd (1 seed), to completion; release build recommended");
     println!(
-        "{:>8} {:>6} {:>9} {:>7} {:>9} {:>10} {:>11} {:>10} {:>9} {:>6}",
+        "x ref: wall time over a reference run just before the row, which measures the \
+         machine, not Hive ({REFERENCE_STEPS} dependent reads over {} MiB, one thread)",
+        REFERENCE_SLOTS * 4 / (1024 * 1024)
+    );
+    println!(
+        "{:>8} {:>6} {:>9} {:>7} {:>9} {:>7} {:>6} {:>10} {:>11} {:>10} {:>9} {:>6}",
         "leechers",
         "pieces",
         "piece",
         "threads",
         "wall s",
+        "ref s",
+        "x ref",
         "events",
         "events/s",
         "peak RSS",
@@ -412,11 +469,11 @@ fn cmd_bench(args: &[String]) -> Result<ExitCode, String> {
     );
     let mut ok = true;
     for (peers, pieces, pl) in configs {
+        let reference = reference_run();
         let mut cmd = std::process::Command::new(&exe);
+        cmd.args(["bench-one", "--ref", &reference.to_string()]);
         if let Some(n) = &threads {
-            cmd.args(["bench-one", "--threads", n]);
-        } else {
-            cmd.arg("bench-one");
+            cmd.args(["--threads", n]);
         }
         let status = cmd
             .args([
