@@ -172,13 +172,13 @@ fn slot(e: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     /// `rate` on a current meter reads only the first 64 bytes.
     #[test]
     fn scalars_fit_64_bytes() {
         assert!(std::mem::offset_of!(RateMeter, buckets) <= 64);
     }
-    use proptest::prelude::*;
 
     fn s(secs: u64) -> Instant {
         Instant::from_secs(secs)
