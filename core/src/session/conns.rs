@@ -338,7 +338,7 @@ mod tests {
     use crate::picker::PeerKey;
 
     fn conn(port: u16) -> Conn {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let addr = core::net::SocketAddr::from(([127, 0, 0, 1], port));
         Conn {
             dirty: false,
             connecting: false,
