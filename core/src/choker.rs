@@ -62,7 +62,6 @@
 
 use crate::rng::Rng;
 use crate::time::Instant;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Whether we still download (tit-for-tat) or only seed (round robin).
@@ -310,7 +309,12 @@ struct Cand<K> {
 pub struct Choker<K> {
     config: ChokerConfig,
     rng: Rng,
-    memo: BTreeMap<K, Memo>,
+    /// What it remembers of each peer of the last call, in key order: entry `i` belongs to the
+    /// `i`-th candidate once the candidates are in key order, so a call reads and writes it by
+    /// position, with no search (a flash crowd runs many interim calls).
+    memo: Vec<(K, Memo)>,
+    /// The previous call's `memo`, kept for its allocation.
+    memo_spare: Vec<(K, Memo)>,
     next_round: Instant,
     last_mode: Option<Mode>,
     rounds: u64,
@@ -329,7 +333,8 @@ impl<K: Copy + Ord> Choker<K> {
         Ok(Choker {
             config,
             rng,
-            memo: BTreeMap::new(),
+            memo: Vec::new(),
+            memo_spare: Vec::new(),
             next_round: Instant::ZERO,
             last_mode: None,
             rounds: 0,
@@ -419,23 +424,35 @@ impl<K: Copy + Ord> Choker<K> {
                 am_choking: p.am_choking,
             });
         }
-        // Key order, whatever the caller's order; a duplicate key keeps its first entry.
-        cands.sort_by_key(|c| c.key);
+        // Key order, whatever the caller's order; a duplicate key keeps its first entry
+        // (keys are unique after the dedup, so an unstable sort gives the same order).
+        cands.sort_unstable_by_key(|c| (c.key, c.idx));
         cands.dedup_by(|later, earlier| later.key == earlier.key);
-        self.memo
-            .retain(|k, _| cands.binary_search_by(|c| c.key.cmp(k)).is_ok());
+        // The memo of these peers, in the same order: a merge of two key-ordered lists. Peers
+        // gone since the last call drop out; new ones start choked, waiting from now.
+        let mut memo = std::mem::take(&mut self.memo_spare);
+        memo.clear();
+        let mut old = self.memo.iter().peekable();
+        for c in &cands {
+            while old.next_if(|(k, _)| *k < c.key).is_some() {}
+            let m = match old.next_if(|(k, _)| *k == c.key) {
+                Some((_, m)) => *m,
+                None => Memo {
+                    role: Role::Choked,
+                    since: now,
+                    uploaded_base: 0,
+                    opt_since: now,
+                    opt_cycle: None,
+                },
+            };
+            memo.push((c.key, m));
+        }
+        self.memo_spare = std::mem::replace(&mut self.memo, memo);
 
-        for c in cands.iter_mut() {
+        for (c, (_, m)) in cands.iter_mut().zip(self.memo.iter_mut()) {
             let Some(p) = peers.get(c.idx) else {
                 continue;
             };
-            let m = self.memo.entry(c.key).or_insert(Memo {
-                role: Role::Choked,
-                since: now,
-                uploaded_base: 0,
-                opt_since: now,
-                opt_cycle: None,
-            });
             // The caller's flag is the truth: a peer it reports choked is choked (a replaced
             // connection, or a decision not applied), and it waits from now.
             if p.am_choking && m.role != Role::Choked {
@@ -478,8 +495,8 @@ impl<K: Copy + Ord> Choker<K> {
             }
         }
 
-        // Regular slots, in rank order.
-        cands.sort_by_key(|c| c.rank);
+        // Regular slots, in rank order (ties, which need equal random draws, in key order).
+        cands.sort_unstable_by_key(|c| (c.rank, c.key));
         let mut taken = 0;
         let passes: &[Option<Role>] = if full {
             &[None]
@@ -528,17 +545,14 @@ impl<K: Copy + Ord> Choker<K> {
         }
 
         // Remember, and list the messages to send, in key order.
-        cands.sort_by_key(|c| c.key);
-        for c in &cands {
+        cands.sort_unstable_by_key(|c| c.key);
+        for (c, (_, m)) in cands.iter().zip(self.memo.iter_mut()) {
             let unchoked = c.after != Role::Choked;
             if unchoked && c.am_choking {
                 out.unchoke.push(c.key);
             } else if !unchoked && !c.am_choking {
                 out.choke.push(c.key);
             }
-            let Some(m) = self.memo.get_mut(&c.key) else {
-                continue;
-            };
             match (c.before, c.after) {
                 (Role::Choked, Role::Regular | Role::Optimistic) => {
                     m.since = now;
@@ -637,7 +651,7 @@ mod tests {
     use super::*;
     use crate::rng::Rng;
     use proptest::prelude::*;
-    use std::collections::BTreeSet;
+    use std::collections::{BTreeMap, BTreeSet};
     use std::fmt::Write as _;
 
     fn s(secs: u64) -> Instant {
