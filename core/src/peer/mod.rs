@@ -99,7 +99,7 @@ pub use extension::{ExtensionError, ExtensionHandshake};
 pub use fast::allowed_fast_set;
 
 use crate::bitfield::{Bitfield, BitfieldError};
-use crate::choker::PeerStats;
+use crate::choker::{Mode, PeerStats};
 use crate::rate::RateMeter;
 use crate::time::Instant;
 use crate::wire::{
@@ -1084,14 +1084,27 @@ impl PeerConn {
         self.st.connected_at
     }
 
-    /// The choker's view of this peer, under the Session's key.
-    pub fn choker_stats<K>(&self, key: K, now: Instant) -> PeerStats<K> {
+    /// The choker's view of this peer, under the Session's key, for a call in `mode`. Only the
+    /// rate that `mode` ranks by is measured (download in leech mode, upload in seed mode),
+    /// and only for an interested peer, the only kind the choker ranks: the other rates are 0.
+    /// A rate costs a division or two, and an interim call reads every connection.
+    pub fn choker_stats<K>(&self, key: K, now: Instant, mode: Mode) -> PeerStats<K> {
+        let interested = self.st.peer_interested;
+        let ranked = |m: Mode| interested && mode == m;
         PeerStats {
             key,
-            interested: self.st.peer_interested,
+            interested,
             am_choking: self.st.am_choking,
-            download_rate: self.download_rate(now),
-            upload_rate: self.upload_rate(now),
+            download_rate: if ranked(Mode::Leech) {
+                self.download_rate(now)
+            } else {
+                0
+            },
+            upload_rate: if ranked(Mode::Seed) {
+                self.upload_rate(now)
+            } else {
+                0
+            },
             uploaded: self.uploaded(),
             expecting_since: self.expecting_since(),
             last_block_at: self.last_block_at(),

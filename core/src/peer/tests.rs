@@ -1587,8 +1587,11 @@ fn session_shaped_borrow_pattern() {
     assert_eq!(leech.torrent.data, seed.torrent.data);
     let conn = &leech.conns[&1];
     assert_eq!(conn.client(), Some("Transmission 3.00"));
-    let stats = conn.choker_stats(1u32, now);
-    assert_eq!(stats.download_rate, conn.download_rate(now));
+    // The seed is not interested in us: the choker ranks it by no rate.
+    assert!(!conn.peer_interested());
+    assert!(conn.download_rate(now) > 0);
+    let stats = conn.choker_stats(1u32, now, Mode::Leech);
+    assert_eq!((stats.download_rate, stats.upload_rate), (0, 0));
     assert!(stats.expecting_since.is_some());
     assert!(stats.last_block_at.is_some());
 

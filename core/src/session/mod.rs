@@ -1815,19 +1815,19 @@ impl Session {
             return;
         }
         t.choke_dirty = false;
-        self.choke_stats.clear();
-        for id in &t.conns {
-            if let Some(c) = self.conns.get(id) {
-                if c.joined {
-                    self.choke_stats.push(c.peer.choker_stats(*id, now));
-                }
-            }
-        }
         let mode = if t.picker.is_finished() {
             Mode::Seed
         } else {
             Mode::Leech
         };
+        self.choke_stats.clear();
+        for id in &t.conns {
+            if let Some(c) = self.conns.get(id) {
+                if c.joined {
+                    self.choke_stats.push(c.peer.choker_stats(*id, now, mode));
+                }
+            }
+        }
         t.choker
             .rechoke_into(now, mode, &self.choke_stats, &mut self.choke_decision);
         let decision = std::mem::take(&mut self.choke_decision);
