@@ -78,6 +78,7 @@ mod url;
 mod tests;
 
 use core::net::SocketAddr;
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::Duration;
@@ -420,6 +421,10 @@ pub struct Announcer {
     next_request: u64,
     outcomes: VecDeque<Outcome>,
     counters: AnnounceCounters,
+    /// [`Announcer::next_deadline`] as last computed, until a call that can change it (every
+    /// `&mut` entry point clears it): a session asks after every input, and the answer walks
+    /// every tracker and lane.
+    wake: Cell<Option<Option<Instant>>>,
 }
 
 impl Announcer {
@@ -517,6 +522,7 @@ impl Announcer {
             next_request: 0,
             outcomes: VecDeque::new(),
             counters: AnnounceCounters::default(),
+            wake: Cell::new(None),
         };
         (announcer, rejected)
     }
@@ -569,6 +575,7 @@ impl Announcer {
     /// (sent once, no earlier than `min interval` after the last announce). Later calls, and
     /// calls before any announce was sent (the `started` will carry `left=0`), do nothing.
     pub fn torrent_completed(&mut self, now: Instant) {
+        self.wake.set(None);
         if self.phase != Phase::Running || self.completed_seen {
             return;
         }
@@ -588,6 +595,7 @@ impl Announcer {
     /// `min interval` has passed since the last successful announce (then at that time). Does nothing
     /// while no tracker has answered yet, since we are announcing as fast as allowed anyway.
     pub fn want_more_peers(&mut self, now: Instant) {
+        self.wake.set(None);
         if self.phase != Phase::Running {
             return;
         }
@@ -603,6 +611,7 @@ impl Announcer {
     /// tracker that accepted `started` (or has one in flight). Drive on until
     /// [`Announcer::is_done`].
     pub fn stop(&mut self, now: Instant) {
+        self.wake.set(None);
         if self.phase != Phase::Running {
             return;
         }
@@ -636,6 +645,7 @@ impl Announcer {
     /// The next action to carry out, after running every timer due at `now`; `None` when
     /// there is nothing to do until [`Announcer::next_deadline`] or the next input.
     pub fn poll_action(&mut self, now: Instant, stats: &AnnounceStats) -> Option<Action> {
+        self.wake.set(None);
         self.expire(now);
         if self.phase == Phase::Running {
             self.start_due(now);
@@ -657,6 +667,16 @@ impl Announcer {
     /// When [`Announcer::poll_action`] must be called next if no input arrives first; a time
     /// at or before now means "now". `None` when done or when there is no tracker.
     pub fn next_deadline(&self) -> Option<Instant> {
+        if let Some(wake) = self.wake.get() {
+            debug_assert_eq!(wake, self.compute_deadline(), "stale announce deadline");
+            return wake;
+        }
+        let wake = self.compute_deadline();
+        self.wake.set(Some(wake));
+        wake
+    }
+
+    fn compute_deadline(&self) -> Option<Instant> {
         if self.phase == Phase::Done {
             return None;
         }
@@ -677,6 +697,7 @@ impl Announcer {
 
     /// The body of an HTTP 200 reply to `request`.
     pub fn on_http_response(&mut self, request: RequestId, body: &[u8], now: Instant) {
+        self.wake.set(None);
         let Some(idx) = self.find_request(request, true) else {
             self.counters.stale_inputs += 1;
             return;
@@ -692,6 +713,7 @@ impl Announcer {
 
     /// `request` failed in the driver (HTTP status, network error, DNS, its own timeout).
     pub fn on_failure(&mut self, request: RequestId, kind: FailureKind, now: Instant) {
+        self.wake.set(None);
         let Some(idx) = self.find_request(request, false) else {
             self.counters.stale_inputs += 1;
             return;
@@ -708,6 +730,7 @@ impl Announcer {
         packet: &[u8],
         now: Instant,
     ) {
+        self.wake.set(None);
         let idx = tracker.index();
         let limits = self.config.limits;
         let verdict = match self.trackers.get(idx).and_then(|t| t.request.as_ref()) {
