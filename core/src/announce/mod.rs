@@ -425,6 +425,9 @@ pub struct Announcer {
     /// `&mut` entry point clears it): a session asks after every input, and the answer walks
     /// every tracker and lane.
     wake: Cell<Option<Option<Instant>>>,
+    /// A call other than `poll_action` ran since `poll_action` last said there was nothing
+    /// to do (see [`Announcer::wants_poll`]).
+    poked: bool,
 }
 
 impl Announcer {
@@ -523,6 +526,7 @@ impl Announcer {
             outcomes: VecDeque::new(),
             counters: AnnounceCounters::default(),
             wake: Cell::new(None),
+            poked: true,
         };
         (announcer, rejected)
     }
@@ -576,6 +580,7 @@ impl Announcer {
     /// calls before any announce was sent (the `started` will carry `left=0`), do nothing.
     pub fn torrent_completed(&mut self, now: Instant) {
         self.wake.set(None);
+        self.poked = true;
         if self.phase != Phase::Running || self.completed_seen {
             return;
         }
@@ -596,6 +601,7 @@ impl Announcer {
     /// while no tracker has answered yet, since we are announcing as fast as allowed anyway.
     pub fn want_more_peers(&mut self, now: Instant) {
         self.wake.set(None);
+        self.poked = true;
         if self.phase != Phase::Running {
             return;
         }
@@ -612,6 +618,7 @@ impl Announcer {
     /// [`Announcer::is_done`].
     pub fn stop(&mut self, now: Instant) {
         self.wake.set(None);
+        self.poked = true;
         if self.phase != Phase::Running {
             return;
         }
@@ -656,7 +663,33 @@ impl Announcer {
             }
         }
         self.finish_if_stopped();
+        self.poked = false;
         None
+    }
+
+    /// Whether [`Announcer::poll_action`] could have something to do at `now`: a deadline
+    /// has come, or another call changed the announcer since `poll_action` last answered
+    /// `None`. Otherwise that call would only answer `None` again, so a caller that asks
+    /// after every input (a session does) can skip it and the [`AnnounceStats`] it needs.
+    pub fn wants_poll(&self, now: Instant) -> bool {
+        let wants = self.poked || self.next_deadline().is_some_and(|d| d <= now);
+        #[cfg(debug_assertions)]
+        if !wants {
+            let stats = AnnounceStats {
+                info_hash: [0; 20],
+                peer_id: [0; 20],
+                port: 0,
+                uploaded: 0,
+                downloaded: 0,
+                left: 0,
+            };
+            let mut probe = self.clone();
+            debug_assert!(
+                probe.poll_action(now, &stats).is_none(),
+                "an announcer that wants no poll had an action"
+            );
+        }
+        wants
     }
 
     /// The next thing that happened, if any (drain after the actions).
@@ -698,6 +731,7 @@ impl Announcer {
     /// The body of an HTTP 200 reply to `request`.
     pub fn on_http_response(&mut self, request: RequestId, body: &[u8], now: Instant) {
         self.wake.set(None);
+        self.poked = true;
         let Some(idx) = self.find_request(request, true) else {
             self.counters.stale_inputs += 1;
             return;
@@ -714,6 +748,7 @@ impl Announcer {
     /// `request` failed in the driver (HTTP status, network error, DNS, its own timeout).
     pub fn on_failure(&mut self, request: RequestId, kind: FailureKind, now: Instant) {
         self.wake.set(None);
+        self.poked = true;
         let Some(idx) = self.find_request(request, false) else {
             self.counters.stale_inputs += 1;
             return;
@@ -731,6 +766,7 @@ impl Announcer {
         now: Instant,
     ) {
         self.wake.set(None);
+        self.poked = true;
         let idx = tracker.index();
         let limits = self.config.limits;
         let verdict = match self.trackers.get(idx).and_then(|t| t.request.as_ref()) {

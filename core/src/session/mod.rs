@@ -1013,7 +1013,8 @@ impl Session {
         let Some(t) = self.torrents.get_mut(&id) else {
             return;
         };
-        // Announces (also `stopped` ones for paused and removing torrents).
+        // Announces (also `stopped` ones for paused and removing torrents); this runs after
+        // every input, and mostly nothing is due.
         let stats = AnnounceStats {
             info_hash: t.info.info_hash,
             peer_id,
@@ -1022,7 +1023,10 @@ impl Session {
             downloaded: t.downloaded,
             left: if t.announcer.is_done() { 0 } else { t.left() },
         };
-        while let Some(action) = t.announcer.poll_action(now, &stats) {
+        while t.announcer.wants_poll(now) {
+            let Some(action) = t.announcer.poll_action(now, &stats) else {
+                break;
+            };
             self.outputs.push_back(match action {
                 Action::Http { request, url, .. } => Output::HttpAnnounce {
                     torrent: id,
