@@ -27,6 +27,27 @@ pub(super) const NONE: u32 = u32::MAX;
 pub(super) struct Level {
     buckets: Vec<Vec<u32>>,
     len: usize,
+    /// The level's pieces as a bitfield (BEP 3 byte order, grown on demand), so that a pick
+    /// can intersect it with a peer's bitfield a word at a time: a peer that holds none of
+    /// them (most picks in a swarm, where everything it has is requested already) costs a
+    /// few words instead of a walk of the order.
+    members: Vec<u8>,
+}
+
+/// Sets or clears `piece` in `members`.
+fn set_member(members: &mut Vec<u8>, piece: u32, on: bool) {
+    let byte = piece as usize / 8;
+    if members.len() <= byte {
+        members.resize(byte + 1, 0);
+    }
+    if let Some(b) = members.get_mut(byte) {
+        let mask = 0x80u8 >> (piece % 8);
+        if on {
+            *b |= mask;
+        } else {
+            *b &= !mask;
+        }
+    }
 }
 
 fn set_pos(pos: &mut [PieceInfo], piece: u32, at: usize) {
@@ -48,11 +69,18 @@ impl Level {
 
     /// Adds `piece` to bucket `b` at a random place within the bucket.
     pub(super) fn insert(&mut self, piece: u32, b: usize, pos: &mut [PieceInfo], rng: &mut Rng) {
+        if self.push(piece, b, pos, rng) {
+            set_member(&mut self.members, piece, true);
+        }
+    }
+
+    /// `insert` without the membership bit (a shift keeps it); false if nothing was added.
+    fn push(&mut self, piece: u32, b: usize, pos: &mut [PieceInfo], rng: &mut Rng) -> bool {
         if self.buckets.len() <= b {
             self.buckets.resize_with(b + 1, Vec::new);
         }
         let Some(bucket) = self.buckets.get_mut(b) else {
-            return;
+            return false;
         };
         let i = bucket.len();
         bucket.push(piece);
@@ -63,20 +91,28 @@ impl Level {
         }
         set_pos(pos, piece, j);
         self.len += 1;
+        true
     }
 
     /// Removes `piece`, which is in bucket `b`.
     pub(super) fn remove(&mut self, piece: u32, b: usize, pos: &mut [PieceInfo]) {
+        if self.take(piece, b, pos) {
+            set_member(&mut self.members, piece, false);
+        }
+    }
+
+    /// `remove` without the membership bit; false if `piece` was not there.
+    fn take(&mut self, piece: u32, b: usize, pos: &mut [PieceInfo]) -> bool {
         let Some(at) = pos.get(piece as usize).map(|p| p.pos) else {
-            return;
+            return false;
         };
         let Some(bucket) = self.buckets.get_mut(b) else {
-            return;
+            return false;
         };
         let i = at as usize;
         if bucket.get(i) != Some(&piece) {
             debug_assert!(false, "piece {piece} not at {i} of bucket {b}");
-            return;
+            return false;
         }
         bucket.swap_remove(i);
         if let Some(&moved) = bucket.get(i) {
@@ -84,9 +120,10 @@ impl Level {
         }
         set_pos(pos, piece, NONE as usize);
         self.len -= 1;
+        true
     }
 
-    /// Moves `piece` from bucket `from` to bucket `to`.
+    /// Moves `piece` from bucket `from` to bucket `to` (it stays a member).
     pub(super) fn shift(
         &mut self,
         piece: u32,
@@ -95,8 +132,15 @@ impl Level {
         pos: &mut [PieceInfo],
         rng: &mut Rng,
     ) {
-        self.remove(piece, from, pos);
-        self.insert(piece, to, pos, rng);
+        if self.take(piece, from, pos) {
+            self.push(piece, to, pos, rng);
+        }
+    }
+
+    /// The level's pieces as bitfield bytes (BEP 3 order; may be shorter than the torrent's
+    /// bitfield, the missing bytes being zero).
+    pub(super) fn members(&self) -> &[u8] {
+        &self.members
     }
 
     /// Builds bucket 0 from `pieces`, shuffled; the level must be empty.
@@ -109,6 +153,7 @@ impl Level {
         rng.shuffle(&mut pieces);
         for (i, &p) in pieces.iter().enumerate() {
             set_pos(pos, p, i);
+            set_member(&mut self.members, p, true);
         }
         self.len = pieces.len();
         self.buckets = vec![pieces];
@@ -141,6 +186,23 @@ impl Level {
         }
         if total != self.len {
             return Err(format!("level len {} but buckets hold {total}", self.len));
+        }
+        let members: u32 = self.members.iter().map(|b| b.count_ones()).sum();
+        if members as usize != total {
+            return Err(format!(
+                "level has {total} pieces but {members} member bits"
+            ));
+        }
+        for bucket in &self.buckets {
+            for &p in bucket {
+                let on = self
+                    .members
+                    .get(p as usize / 8)
+                    .is_some_and(|b| b & (0x80 >> (p % 8)) != 0);
+                if !on {
+                    return Err(format!("piece {p} is in the level but not a member"));
+                }
+            }
         }
         Ok(total)
     }
