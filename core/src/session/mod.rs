@@ -1450,17 +1450,22 @@ impl Session {
 
     /// Issues requests to a peer that unchoked us, as many as its pipeline wants.
     fn request_more(&mut self, now: Instant, id: ConnId) {
+        // Most calls (every connection after a choke or a departure) stop here: looked at
+        // without `get_mut`, which would have the connection's deadline checked again.
+        let can_ask = self
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.joined && !c.peer.peer_choking() && c.peer.am_interested());
+        if !can_ask {
+            return;
+        }
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
         let Some(t) = c.torrent.and_then(|t| self.torrents.get_mut(&t)) else {
             return;
         };
-        if t.state != TorrentState::Running
-            || !c.joined
-            || c.peer.peer_choking()
-            || !c.peer.am_interested()
-        {
+        if t.state != TorrentState::Running {
             return;
         }
         let mut slots = c.peer.request_slots(now);
