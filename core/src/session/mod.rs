@@ -1830,11 +1830,9 @@ impl Session {
             Mode::Leech
         };
         self.choke_stats.clear();
-        for id in &t.conns {
-            if let Some(c) = self.conns.get(id) {
-                if c.joined {
-                    self.choke_stats.push(c.peer.choker_stats(*id, now, mode));
-                }
+        for (id, c) in self.conns.in_order(&t.conns) {
+            if c.joined {
+                self.choke_stats.push(c.peer.choker_stats(id, now, mode));
             }
         }
         t.choker
