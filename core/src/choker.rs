@@ -315,6 +315,8 @@ pub struct Choker<K> {
     memo: Vec<(K, Memo)>,
     /// The previous call's `memo`, kept for its allocation.
     memo_spare: Vec<(K, Memo)>,
+    /// Reused between calls: candidate indices in rank order.
+    order: Vec<usize>,
     next_round: Instant,
     last_mode: Option<Mode>,
     rounds: u64,
@@ -335,6 +337,7 @@ impl<K: Copy + Ord> Choker<K> {
             rng,
             memo: Vec::new(),
             memo_spare: Vec::new(),
+            order: Vec::new(),
             next_round: Instant::ZERO,
             last_mode: None,
             rounds: 0,
@@ -495,8 +498,14 @@ impl<K: Copy + Ord> Choker<K> {
             }
         }
 
-        // Regular slots, in rank order (ties, which need equal random draws, in key order).
-        cands.sort_unstable_by_key(|c| (c.rank, c.key));
+        // Rank order (ties, which need equal random draws, in key order), as a permutation:
+        // the candidates stay in key order, lined up with the memo, and nothing large moves.
+        let mut order = std::mem::take(&mut self.order);
+        order.clear();
+        order.extend(0..cands.len());
+        order.sort_unstable_by_key(|&i| cands.get(i).map(|c| (c.rank, c.key)));
+
+        // Regular slots, in rank order.
         let mut taken = 0;
         let passes: &[Option<Role>] = if full {
             &[None]
@@ -505,10 +514,13 @@ impl<K: Copy + Ord> Choker<K> {
             &[Some(Role::Regular), Some(Role::Choked)]
         };
         for pass in passes {
-            for c in cands.iter_mut() {
+            for &i in &order {
                 if taken >= cfg.regular_slots {
                     break;
                 }
+                let Some(c) = cands.get_mut(i) else {
+                    continue;
+                };
                 if c.after == Role::Choked
                     && c.eligible_regular
                     && pass.is_none_or(|r| c.before == r)
@@ -522,7 +534,10 @@ impl<K: Copy + Ord> Choker<K> {
 
         // Optimistic slots: keep running ones (all of them between rounds), then draw.
         let mut opt_taken = 0;
-        for c in cands.iter_mut() {
+        for &i in &order {
+            let Some(c) = cands.get_mut(i) else {
+                continue;
+            };
             if opt_taken < cfg.optimistic_slots
                 && c.after == Role::Choked
                 && c.before == Role::Optimistic
@@ -535,7 +550,7 @@ impl<K: Copy + Ord> Choker<K> {
             }
         }
         while opt_taken < cfg.optimistic_slots {
-            match self.draw_optimistic(&mut cands, cfg.newcomer_weight) {
+            match self.draw_optimistic(&mut cands, &order, cfg.newcomer_weight) {
                 Some(key) => {
                     out.optimistic.push(key);
                     opt_taken += 1;
@@ -545,7 +560,7 @@ impl<K: Copy + Ord> Choker<K> {
         }
 
         // Remember, and list the messages to send, in key order.
-        cands.sort_unstable_by_key(|c| c.key);
+        self.order = order;
         for (c, (_, m)) in cands.iter().zip(self.memo.iter_mut()) {
             let unchoked = c.after != Role::Choked;
             if unchoked && c.am_choking {
@@ -585,8 +600,14 @@ impl<K: Copy + Ord> Choker<K> {
 
     /// Draws one optimistic peer among the interested peers not yet unchoked (preferring those
     /// that were choked before this call), without replacement within a cycle, newcomers
-    /// weighing `newcomer_weight`. Marks and returns it; `None` if nobody qualifies.
-    fn draw_optimistic(&mut self, cands: &mut [Cand<K>], newcomer_weight: u64) -> Option<K> {
+    /// weighing `newcomer_weight`; the ticket walks the candidates in rank `order`. Marks and
+    /// returns it; `None` if nobody qualifies.
+    fn draw_optimistic(
+        &mut self,
+        cands: &mut [Cand<K>],
+        order: &[usize],
+        newcomer_weight: u64,
+    ) -> Option<K> {
         let was_choked = cands
             .iter()
             .any(|c| c.after == Role::Choked && c.interested && c.before == Role::Choked);
@@ -629,7 +650,10 @@ impl<K: Copy + Ord> Choker<K> {
             .map(weight)
             .fold(0u64, |a, w| a.saturating_add(w));
         let mut ticket = self.rng.below(total);
-        for c in cands.iter_mut() {
+        for &i in order {
+            let Some(c) = cands.get_mut(i) else {
+                continue;
+            };
             let w = weight(c);
             if w == 0 {
                 continue;
