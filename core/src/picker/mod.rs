@@ -463,6 +463,8 @@ pub struct Picker {
     changed_holders: Vec<PeerKey>,
     scratch_partials: Vec<(u64, u32)>,
     scratch_fresh: Vec<(u64, u32)>,
+    /// Reused by `pick_endgame`: the download slots a peer can serve.
+    scratch_endgame: Vec<u32>,
 }
 
 impl Picker {
@@ -550,6 +552,7 @@ impl Picker {
             changed_holders: Vec::new(),
             scratch_partials: Vec::new(),
             scratch_fresh: Vec::new(),
+            scratch_endgame: Vec::new(),
         })
     }
 
@@ -1335,22 +1338,33 @@ impl Picker {
 
     /// Endgame: requests already-requested blocks again, least-requested first.
     fn pick_endgame(&mut self, peer: PeerKey, need: usize, out: &mut Vec<BlockRequest>) -> usize {
-        let mut got = 0;
-        for round in 1..usize::from(self.config.endgame_max_requesters) {
-            for slot in 0..self.downloads.len() as u32 {
-                let Some(d) = self.downloads.get(slot as usize) else {
-                    continue;
-                };
+        // The pieces in flight that this peer can serve, in slot order, found once: assigning
+        // a block changes neither a piece's state nor who has it. (Each endgame pick used to
+        // ask the peer map once per slot and round; near the end of a download every pick,
+        // even one that finds nothing, is an endgame pick.)
+        let mut slots = core::mem::take(&mut self.scratch_endgame);
+        slots.clear();
+        if let Some(p) = self.peers.get(&peer) {
+            for (slot, d) in (0u32..).zip(&self.downloads) {
                 let piece = d.piece;
-                if self.state_at(piece) != Some(PieceState::Downloading(slot))
-                    || self.prio_at(piece).is_none_or(|p| p == 0)
-                    || !self.peer_has(peer, piece)
+                if self.state_at(piece) == Some(PieceState::Downloading(slot))
+                    && self.prio_at(piece).is_some_and(|p| p > 0)
+                    && p.has.has(piece)
                 {
-                    continue;
+                    slots.push(slot);
                 }
-                for b in 0..d.blocks.len() as u32 {
+            }
+        }
+        let mut got = 0;
+        'rounds: for round in 1..usize::from(self.config.endgame_max_requesters) {
+            for &slot in &slots {
+                let blocks = self
+                    .downloads
+                    .get(slot as usize)
+                    .map_or(0, |d| d.blocks.len());
+                for b in 0..blocks as u32 {
                     if got == need {
-                        return got;
+                        break 'rounds;
                     }
                     let eligible = self
                         .downloads
@@ -1365,6 +1379,8 @@ impl Picker {
                 }
             }
         }
+        slots.clear();
+        self.scratch_endgame = slots;
         got
     }
 
