@@ -11,7 +11,10 @@ impl Picker {
         if self.pieces.len() != count || self.have.len() != n {
             return Err("per-piece arrays have the wrong length".into());
         }
-        if !self.scratch_fresh.is_empty() || !self.scratch_partials.is_empty() {
+        if !self.scratch_fresh.is_empty()
+            || !self.scratch_partials.is_empty()
+            || !self.scratch_endgame.is_empty()
+        {
             return Err("scratch buffers not cleared".into());
         }
         // 1, 2: piece states and order membership.

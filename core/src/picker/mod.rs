@@ -684,7 +684,11 @@ impl Picker {
     }
 
     fn wants(&self, piece: u32) -> bool {
-        !self.have.get(piece) && self.prio_at(piece).is_some_and(|p| p > 0)
+        // The piece's record alone (`have` mirrors `state == Have`, an invariant): every
+        // `have` from a peer asks this, and the record is read next anyway.
+        self.pieces
+            .get(piece as usize)
+            .is_some_and(|p| p.state != PieceState::Have && p.prio > 0)
     }
 
     fn inc_avail(&mut self, piece: u32) {
