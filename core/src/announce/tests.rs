@@ -1364,3 +1364,30 @@ proptest! {
         }
     }
 }
+
+/// `wants_poll` is true while a poll could act: at first, at a deadline, and after an input
+/// until a poll answers `None`; false in between (debug builds also probe each `false`).
+#[test]
+fn wants_poll_follows_deadlines_and_inputs() {
+    let mut a = announcer(
+        &[&["http://t.example/announce"]],
+        AnnounceConfig::DEFAULT,
+        3,
+    );
+    assert!(a.wants_poll(t(0)));
+    let (_, request, _, _) = one_http(drain(&mut a, t(0)));
+    // The request is in flight: nothing to do before its timeout.
+    let timeout = a
+        .next_deadline()
+        .expect("a request in flight has a deadline");
+    assert!(timeout > t(1));
+    assert!(!a.wants_poll(t(1)));
+    assert!(a.wants_poll(timeout));
+    // An answer is an input: the next poll must run, then there is nothing until the interval.
+    a.on_http_response(request, &ok_body(1800, None, &[]), t(2));
+    assert!(a.wants_poll(t(2)));
+    assert!(drain(&mut a, t(2)).is_empty());
+    assert!(!a.wants_poll(t(3)));
+    assert_eq!(a.next_deadline(), Some(t(2 + 1800)));
+    assert!(a.wants_poll(t(2 + 1800)));
+}

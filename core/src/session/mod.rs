@@ -1015,38 +1015,37 @@ impl Session {
         };
         // Announces (also `stopped` ones for paused and removing torrents); this runs after
         // every input, and mostly nothing is due.
-        let stats = AnnounceStats {
-            info_hash: t.info.info_hash,
-            peer_id,
-            port: listen_port,
-            uploaded: t.uploaded,
-            downloaded: t.downloaded,
-            left: if t.announcer.is_done() { 0 } else { t.left() },
-        };
-        while t.announcer.wants_poll(now) {
-            let Some(action) = t.announcer.poll_action(now, &stats) else {
-                break;
+        if t.announcer.wants_poll(now) {
+            let stats = AnnounceStats {
+                info_hash: t.info.info_hash,
+                peer_id,
+                port: listen_port,
+                uploaded: t.uploaded,
+                downloaded: t.downloaded,
+                left: if t.announcer.is_done() { 0 } else { t.left() },
             };
-            self.outputs.push_back(match action {
-                Action::Http { request, url, .. } => Output::HttpAnnounce {
-                    torrent: id,
-                    request,
-                    url,
-                },
-                Action::UdpSend {
-                    tracker,
-                    host,
-                    port,
-                    packet,
-                    ..
-                } => Output::UdpSend {
-                    torrent: id,
-                    tracker,
-                    host,
-                    port,
-                    packet,
-                },
-            });
+            while let Some(action) = t.announcer.poll_action(now, &stats) {
+                self.outputs.push_back(match action {
+                    Action::Http { request, url, .. } => Output::HttpAnnounce {
+                        torrent: id,
+                        request,
+                        url,
+                    },
+                    Action::UdpSend {
+                        tracker,
+                        host,
+                        port,
+                        packet,
+                        ..
+                    } => Output::UdpSend {
+                        torrent: id,
+                        tracker,
+                        host,
+                        port,
+                        packet,
+                    },
+                });
+            }
         }
         while let Some(outcome) = t.announcer.poll_outcome() {
             match outcome {
