@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -95,6 +96,10 @@ pub(crate) struct Plan {
 pub(crate) struct Mail {
     n: usize,
     boxes: Vec<Mutex<Vec<(u64, Ev)>>>,
+    /// Per (parity, destination): a bit per source whose box holds mail, so that a shard
+    /// locks only those. With a short lookahead most windows carry little mail, and locking
+    /// every box of every shard (65 x 64 of them) was most of a window's cost.
+    full: Vec<AtomicU64>,
 }
 
 impl Mail {
@@ -102,11 +107,41 @@ impl Mail {
         Mail {
             n,
             boxes: (0..2 * n * n).map(|_| Mutex::new(Vec::new())).collect(),
+            full: (0..2 * n * n.div_ceil(64))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
         }
     }
 
     fn slot(&self, parity: u64, dst: usize, src: usize) -> &Mutex<Vec<(u64, Ev)>> {
         &self.boxes[(parity as usize * self.n + dst) * self.n + src]
+    }
+
+    /// The flag words of (parity, destination).
+    fn flags(&self, parity: u64, dst: usize) -> &[AtomicU64] {
+        let words = self.n.div_ceil(64);
+        let at = (parity as usize * self.n + dst) * words;
+        self.full.get(at..at + words).unwrap_or(&[])
+    }
+
+    /// Notes that box (parity, dst, src) holds mail.
+    fn mark(&self, parity: u64, dst: usize, src: usize) {
+        if let Some(w) = self.flags(parity, dst).get(src / 64) {
+            w.fetch_or(1 << (src % 64), Ordering::AcqRel);
+        }
+    }
+
+    /// The sources with mail for (parity, dst), in increasing order; clears their flags.
+    fn take_sources(&self, parity: u64, dst: usize, out: &mut Vec<usize>) {
+        out.clear();
+        for (k, w) in self.flags(parity, dst).iter().enumerate() {
+            let mut bits = w.swap(0, Ordering::AcqRel);
+            while bits != 0 {
+                let b = bits.trailing_zeros() as usize;
+                out.push(k * 64 + b);
+                bits &= bits - 1;
+            }
+        }
     }
 }
 
@@ -468,6 +503,8 @@ pub(crate) struct Shard {
     serial: u64,
     /// Events for other shards, per destination, in creation order.
     outbox: Vec<Vec<(u64, Ev)>>,
+    /// Reused by `window`: the shards that sent mail.
+    sources: Vec<usize>,
     /// The earliest event sent to another node shard, and to the tracker, in the window.
     out_nodes: u64,
     out_tracker: u64,
@@ -502,6 +539,7 @@ impl Shard {
             free_slots: Vec::new(),
             serial: 0,
             outbox: (0..total_shards).map(|_| Vec::new()).collect(),
+            sources: Vec::new(),
             out_nodes: u64::MAX,
             out_tracker: u64::MAX,
             trace: Trace::default(),
@@ -592,7 +630,9 @@ impl Shard {
     /// tails that can no longer grow, posts the mail and fills in the report.
     pub(crate) fn window(&mut self, ctx: &Ctx, plan: &Plan, mail: &Mail) {
         let parity_in = (plan.index + 1) & 1;
-        for src in 0..mail.n {
+        let mut sources = std::mem::take(&mut self.sources);
+        mail.take_sources(parity_in, self.id, &mut sources);
+        for &src in &sources {
             if src == self.id {
                 continue;
             }
@@ -604,6 +644,7 @@ impl Shard {
                 self.push(ctx, t, ev);
             }
         }
+        self.sources = sources;
         self.out_nodes = u64::MAX;
         self.out_tracker = u64::MAX;
         if self.error.is_none() {
@@ -621,6 +662,7 @@ impl Shard {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             b.append(&mut self.outbox[dst]);
+            mail.mark(parity_out, dst, self.id);
         }
         self.report_next();
         self.rep.now = self.rep.now.max(self.now);
