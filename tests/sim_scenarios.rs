@@ -175,6 +175,24 @@ fn any_number_of_threads_gives_the_same_run() {
 }
 
 #[test]
+fn zero_latency_links_run_and_stay_deterministic() {
+    // A zero lookahead: every window is one instant (the engine then uses one node shard).
+    let mut sc = small("flash-crowd", 20);
+    for g in &mut sc.groups {
+        g.latency = hive_sim::scenario::Dur::millis(0);
+        g.jitter = hive_sim::scenario::Dur::millis(0);
+    }
+    let one = run_on(sc.clone(), 5, 1);
+    assert!(one.failures.is_empty(), "{:?}", one.failures);
+    let s = Summary::of(&one);
+    assert!(s.finished);
+    assert_eq!(group(&s, "leechers").completed, 20);
+    let two = run_on(sc, 5, 2);
+    assert_eq!(one.trace_hash, two.trace_hash);
+    assert_eq!(one.events, two.events);
+}
+
+#[test]
 fn every_built_in_passes_its_checks_when_small() {
     for (name, _) in hive_sim::scenario::BUILTINS {
         let r = run(small(name, 6), 1);
