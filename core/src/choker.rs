@@ -163,9 +163,11 @@ pub struct PeerStats<K> {
     pub interested: bool,
     /// We are choking the peer now (connections start choked, BEP 3).
     pub am_choking: bool,
-    /// Payload bytes/s from the peer to us over the rolling window.
+    /// Payload bytes/s from the peer to us over the rolling window. Read only in leech mode
+    /// and only for an interested peer; a caller may leave it 0 otherwise.
     pub download_rate: u64,
-    /// Payload bytes/s from us to the peer over the rolling window.
+    /// Payload bytes/s from us to the peer over the rolling window. Read only in seed mode
+    /// and only for an interested peer; a caller may leave it 0 otherwise.
     pub upload_rate: u64,
     /// Payload bytes sent to the peer since it connected (seed turns are measured with it).
     pub uploaded: u64,
@@ -1326,6 +1328,63 @@ mod tests {
                     }
                 }
                 apply(&mut peers, &out);
+            }
+        }
+
+        /// The choker reads a rate only where it ranks by it (download in leech mode, upload
+        /// in seed mode, interested peers only): zeroing every other rate, as the session
+        /// does to save their divisions, changes no decision.
+        #[test]
+        fn unranked_rates_do_not_matter(
+            seed in any::<u64>(),
+            steps in proptest::collection::vec(
+                (0u64..25_000_000, any::<bool>(), proptest::collection::vec(
+                    (0u32..12, any::<bool>(), 0u64..1000, 0u64..1000, 0u8..4), 0..6)),
+                1..40),
+        ) {
+            let (mut full, mut trimmed) = (choker(seed), choker(seed));
+            let mut peers: Vec<PeerStats<u32>> = Vec::new();
+            let mut now = 0u64;
+            let (mut a, mut b) = (ChokeDecision::new(), ChokeDecision::new());
+            for (dt, seed_mode, changes) in steps {
+                now += dt;
+                let t = Instant::from_micros(now);
+                for (key, interested, down, up, op) in changes {
+                    match op {
+                        0 => peers.retain(|p| p.key != key),
+                        1 if !peers.iter().any(|p| p.key == key) => {
+                            peers.push(PeerStats { connected_at: t, ..PeerStats::new(key, t) })
+                        }
+                        _ => {
+                            for p in peers.iter_mut().filter(|p| p.key == key) {
+                                p.interested = interested;
+                                p.download_rate = down;
+                                p.upload_rate = up;
+                            }
+                        }
+                    }
+                }
+                let mode = if seed_mode { Mode::Seed } else { Mode::Leech };
+                let zeroed: Vec<PeerStats<u32>> = peers
+                    .iter()
+                    .map(|p| PeerStats {
+                        download_rate: if p.interested && mode == Mode::Leech {
+                            p.download_rate
+                        } else {
+                            0
+                        },
+                        upload_rate: if p.interested && mode == Mode::Seed {
+                            p.upload_rate
+                        } else {
+                            0
+                        },
+                        ..p.clone()
+                    })
+                    .collect();
+                full.rechoke_into(t, mode, &peers, &mut a);
+                trimmed.rechoke_into(t, mode, &zeroed, &mut b);
+                prop_assert_eq!(&a, &b);
+                apply(&mut peers, &a);
             }
         }
     }

@@ -1085,9 +1085,8 @@ impl PeerConn {
     }
 
     /// The choker's view of this peer, under the Session's key, for a call in `mode`. Only the
-    /// rate that `mode` ranks by is measured (download in leech mode, upload in seed mode),
-    /// and only for an interested peer, the only kind the choker ranks: the other rates are 0.
-    /// A rate costs a division or two, and an interim call reads every connection.
+    /// rates [`PeerStats`] says the choker reads in `mode` are measured; the others are 0. A
+    /// rate costs a division or two, and an interim call reads every connection.
     pub fn choker_stats<K>(&self, key: K, now: Instant, mode: Mode) -> PeerStats<K> {
         let interested = self.st.peer_interested;
         let ranked = |m: Mode| interested && mode == m;
