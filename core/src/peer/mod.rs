@@ -168,6 +168,10 @@ struct State {
     torrent: TorrentInfo,
     peer_pieces: Bitfield,
     send: SendBuffer,
+    /// Next to `send`: every transmit asks whether requests wait for the room it freed
+    /// (`has_unserved_requests`), and in a swarm most transmits are haves to peers that
+    /// asked for nothing; apart, that question was a cache miss per `have` sent.
+    peer_requests: VecDeque<Queued>,
     pipeline: Pipeline,
     // The config's timeouts are read for every deadline and the meter's scalars for every
     // request sent; their cold tails (the rest of the config, the ring) follow them.
@@ -176,7 +180,6 @@ struct State {
 
     // Read by requests served, blocks, choking and the handshake.
     handed_out_bytes: usize,
-    peer_requests: VecDeque<Queued>,
     upload: RateMeter,
     peer_ip: Option<IpAddr>,
     created_at: Instant,
