@@ -193,6 +193,30 @@ fn zero_latency_links_run_and_stay_deterministic() {
 }
 
 #[test]
+fn batched_haves_pass_the_checks_in_fewer_events() {
+    // `run.have_batch`: every node holds its haves up to 250 ms (Transmission and Vuze batch
+    // them too). The swarm still completes with every check passing (no block is requested
+    // from a peer before its have arrived), in fewer events: haves travel together.
+    let sc = small("flash-crowd", 30);
+    let at_once = run(sc.clone(), 3);
+    let mut batched_sc = sc;
+    batched_sc.run.have_batch = Some(hive_sim::scenario::Dur::millis(250));
+    let batched = run_on(batched_sc.clone(), 3, 1);
+    assert!(batched.failures.is_empty(), "{:?}", batched.failures);
+    let s = Summary::of(&batched);
+    assert!(s.finished);
+    assert_eq!(group(&s, "leechers").completed, 30);
+    assert!(
+        batched.events < at_once.events,
+        "{} events batched, {} at once",
+        batched.events,
+        at_once.events
+    );
+    assert_ne!(batched.trace_hash, at_once.trace_hash);
+    assert_eq!(batched.trace_hash, run_on(batched_sc, 3, 2).trace_hash);
+}
+
+#[test]
 fn every_built_in_passes_its_checks_when_small() {
     for (name, _) in hive_sim::scenario::BUILTINS {
         let r = run(small(name, 6), 1);

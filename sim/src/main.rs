@@ -25,6 +25,7 @@ use hive_sim::{RunOptions, RunResult};
 const USAGE: &str = "\
 usage:
   hive-sim run SCENARIO.toml [--seed N] [--out DIR] [--json] [--max-time DUR] [--tracker http|udp]
+                             [--have-batch DUR]
   hive-sim run BUILT-IN [--peers N] [--pieces N] [--piece-length SIZE] [same options]
   hive-sim view FILE [--ui ADDR] [--ui-token TOKEN] [--node N] [--at DUR] [--speed X] [--paused]
                                      replay a record in the swarm view (default 127.0.0.1:8080)
@@ -37,6 +38,8 @@ usage:
   --json       print the summary as JSON (its first key is the seed, its last the trace hash)
   --quiet      no progress line on stderr
   --threads N  worker threads (default: one per core); the results are the same with any number
+  --have-batch DUR     every node holds its haves up to DUR to send them together
+                       (run.have_batch; default 0: each goes at once)
   --record FILE        write the per-node event stream (JSON lines, README \"hive-sim view\")
   --record-every DUR   its sampling cadence in virtual time (default 1s)
 ";
@@ -50,6 +53,7 @@ struct Args {
     knobs: Knobs,
     knobs_given: bool,
     max_time: Option<u64>,
+    have_batch: Option<u64>,
     tracker: Option<TrackerKind>,
     real_hash: bool,
     record: Option<PathBuf>,
@@ -83,6 +87,7 @@ fn parse_run(args: &[String]) -> Result<Args, String> {
         knobs: Knobs::default(),
         knobs_given: false,
         max_time: None,
+        have_batch: None,
         tracker: None,
         real_hash: false,
         record: None,
@@ -126,6 +131,9 @@ fn parse_run(args: &[String]) -> Result<Args, String> {
                 a.knobs_given = true;
             }
             "--max-time" => a.max_time = Some(scenario::parse_duration(value(&mut it, arg)?)?),
+            "--have-batch" => {
+                a.have_batch = Some(scenario::parse_duration(value(&mut it, arg)?)?);
+            }
             "--tracker" => {
                 a.tracker = Some(match value(&mut it, arg)?.as_str() {
                     "http" => TrackerKind::Http,
@@ -159,6 +167,9 @@ fn load(a: &Args) -> Result<Scenario, String> {
     };
     if let Some(t) = a.max_time {
         sc.run.max_time = scenario::Dur(t);
+    }
+    if let Some(d) = a.have_batch {
+        sc.run.have_batch = Some(scenario::Dur(d));
     }
     if let Some(k) = a.tracker {
         sc.tracker.kind = k;

@@ -229,6 +229,9 @@ pub struct RunSpec {
     /// are instant here, so a deep read-ahead buys nothing and costs memory; the core's own
     /// default is 1 MiB.
     pub upload_watermark: Size,
+    /// The nodes' `have_batch` (how long a `have` may wait to leave with others); unset:
+    /// the core's default.
+    pub have_batch: Option<Dur>,
     /// How long a connection attempt to a vanished host takes to fail.
     pub connect_timeout: Dur,
     /// Sampling period of the swarm's piece availability (the chart).
@@ -245,6 +248,7 @@ impl Default for RunSpec {
             check_seed_copy: false,
             send_buffer: Size(32 * 1024),
             upload_watermark: Size(32 * 1024),
+            have_batch: None,
             connect_timeout: Dur::secs(5),
             sample_every: Dur::secs(1),
         }

@@ -451,6 +451,9 @@ pub(crate) fn session_config(g: &GroupSpec, run: &RunSpec) -> SessionConfig {
         ..SessionConfig::default()
     };
     c.peer.upload_watermark = run.upload_watermark.0 as usize;
+    if let Some(d) = run.have_batch {
+        c.peer.have_batch = Duration::from_micros(d.0);
+    }
     if let Some(m) = g.max_connections {
         c.max_connections = m;
     }

@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use crate::wire::Reserved;
 
+/// Held haves that fill one TCP segment (1,460 bytes of 9-byte haves): a batch this long
+/// goes out at once (see [`PeerConfig::have_batch`]).
+pub const HAVE_BATCH_MAX: usize = 162;
+
 /// The largest block we request or serve: 16 KiB. BEP 3: "All current implementations use
 /// 2^14 (16 kiB), and close connections which request an amount greater than that."
 pub const BLOCK_LEN: u32 = 16 * 1024;
@@ -25,6 +29,17 @@ pub struct PeerConfig {
     /// The connection closes after this long with nothing received (default 3 min: longer
     /// than the peer's 2 min keep-alive interval, with slack).
     pub idle_timeout: Duration,
+    /// How long a `have` may wait to go out with others (zero: each goes at once, as
+    /// libtorrent sends them). Held haves leave with the next other message on the
+    /// connection, when [`HAVE_BATCH_MAX`] of them fill a TCP segment, or after this long,
+    /// whichever comes first: Vuze's have aggregator and Transmission's low-priority
+    /// batch (10 s there) do the same, saving a packet (about 50 bytes of headers, and the
+    /// peer's ack) per 9-byte `have`. Default 0: in `hive-sim`'s built-in swarms 250 ms
+    /// moved completion times by a few percent either way (a 1,000-node flash crowd 1-2 %
+    /// faster, mixed links faster, free-riders and a corrupt peer's swarm slower), weakened
+    /// tit-for-tat (free-riders caught up with contributors over five seeds), and holds of
+    /// 1 s and more slowed flash crowds by 15 % and more: peers learn of new pieces late.
+    pub have_batch: Duration,
     /// Floor of the request timeout (default 20 s).
     pub request_timeout_min: Duration,
     /// Ceiling of the request timeout (default 60 s, libtorrent's `request_timeout`).
@@ -90,6 +105,7 @@ impl PeerConfig {
             handshake_timeout: Duration::from_secs(20),
             keepalive_interval: Duration::from_secs(120),
             idle_timeout: Duration::from_secs(180),
+            have_batch: Duration::ZERO,
             max_send_buffer: 4 << 20,
             upload_watermark: 1 << 20,
             max_peer_requests: 250,

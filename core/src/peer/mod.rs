@@ -93,7 +93,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use client::client_name;
-pub use config::{BLOCK_LEN, PeerConfig, TorrentInfo};
+pub use config::{BLOCK_LEN, HAVE_BATCH_MAX, PeerConfig, TorrentInfo};
 pub use event::{CloseReason, PeerEvent, RefuseReason};
 pub use extension::{ExtensionError, ExtensionHandshake};
 pub use fast::allowed_fast_set;
@@ -127,6 +127,19 @@ struct Queued {
     block: BlockRequest,
     /// Handed to the Session by `poll_upload` (a disk read is under way).
     handed_out: bool,
+}
+
+/// What [`PeerConn::send_have`] did with a have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HaveSent {
+    /// In the send buffer (with any held before it): bytes to transmit.
+    Queued,
+    /// Held for a batch ([`PeerConfig::have_batch`]); `first`: it started the batch, so
+    /// [`PeerConn::next_deadline`] came earlier (the batch's flush).
+    Held {
+        /// It started the batch.
+        first: bool,
+    },
 }
 
 /// One peer connection, sans I/O. See the module docs for the driving loop and the bounds.
@@ -163,6 +176,8 @@ struct State {
     negotiated: Reserved,
     last_received: Instant,
     last_sent: Instant,
+    /// When the oldest held have was given (`None`: none held); see `held_haves`.
+    held_since: Option<Instant>,
     bytes_received: u64,
     bytes_sent: u64,
     torrent: TorrentInfo,
@@ -172,6 +187,9 @@ struct State {
     /// (`has_unserved_requests`), and in a swarm most transmits are haves to peers that
     /// asked for nothing; apart, that question was a cache miss per `have` sent.
     peer_requests: VecDeque<Queued>,
+    /// Haves waiting to go out together (`PeerConfig::have_batch`); at most
+    /// `HAVE_BATCH_MAX`, which flushes them.
+    held_haves: Vec<u32>,
     pipeline: Pipeline,
     // The config's timeouts are read for every deadline and the meter's scalars for every
     // request sent; their cold tails (the rest of the config, the ring) follow them.
@@ -407,6 +425,9 @@ impl PeerConn {
         if let Some(d) = st.pipeline.deadline(&st.cfg) {
             next = next.min(d);
         }
+        if let Some(t) = st.held_since {
+            next = next.min(t + st.cfg.have_batch);
+        }
         Some(next)
     }
 
@@ -439,15 +460,35 @@ impl PeerConn {
         })
     }
 
-    /// Announces a piece we completed.
-    pub fn send_have(&mut self, now: Instant, index: u32) -> Result<(), CloseReason> {
+    /// Announces a piece we completed: at once, or held for a batch when
+    /// [`PeerConfig::have_batch`] is set (see [`HaveSent`]).
+    pub fn send_have(&mut self, now: Instant, index: u32) -> Result<HaveSent, CloseReason> {
         self.guarded(|st| {
             st.require_connected()?;
             if index >= st.torrent.piece_count() {
                 return Err(misuse("send_have() for a piece index past the piece count"));
             }
-            st.send_other(now, &Message::Have(index))
+            if st.cfg.have_batch.is_zero() {
+                st.send_other(now, &Message::Have(index))?;
+                return Ok(HaveSent::Queued);
+            }
+            st.our_availability_open = false;
+            st.held_haves.push(index);
+            let first = st.held_since.is_none();
+            if first {
+                st.held_since = Some(now);
+            }
+            if st.held_haves.len() >= HAVE_BATCH_MAX {
+                st.flush_haves(now)?;
+                return Ok(HaveSent::Queued);
+            }
+            Ok(HaveSent::Held { first })
         })
+    }
+
+    /// Haves held for a batch, not yet in the send buffer.
+    pub fn held_haves(&self) -> &[u32] {
+        &self.st.held_haves
     }
 
     /// Chokes the peer (no-op if already choked). Its queued requests are rejected with the
@@ -599,6 +640,7 @@ impl PeerConn {
             if !st.unqueue(block) {
                 return Ok(false);
             }
+            st.flush_haves(now)?;
             st.send
                 .push_piece(block.index, block.begin, data)
                 .map_err(|f| CloseReason::SendBufferFull { limit: f.limit })?;
@@ -860,10 +902,12 @@ impl PeerConn {
         let cfg = &st.cfg;
         let frame = self.decoder.limits().largest_frame() as usize;
         let (abandoned, abandoned_cap) = st.pipeline.abandoned_len();
-        let checks: [(&str, usize, usize); 10] = [
+        let checks: [(&str, usize, usize); 11] = [
             // A partial frame: its 4-byte length prefix and at most the largest body.
             ("partial frame bytes", self.decoder.buffered(), frame + 4),
             ("send buffer bytes", st.send.len(), cfg.max_send_buffer),
+            // The batch flushes when it reaches the bound.
+            ("held haves", st.held_haves.len(), HAVE_BATCH_MAX - 1),
             (
                 "peer's queued requests",
                 st.peer_requests.len(),
@@ -905,6 +949,13 @@ impl PeerConn {
             if len > max {
                 return Err(format!("{what}: {len} > bound {max}"));
             }
+        }
+        if st.held_since.is_some() == st.held_haves.is_empty() {
+            return Err(format!(
+                "held haves: {} held, batch started {:?}",
+                st.held_haves.len(),
+                st.held_since
+            ));
         }
         // Sized when the handshake completes (an incoming connection learns the torrent then).
         if st.phase == Phase::Connected && st.peer_pieces.len() != st.torrent.piece_count() {
@@ -1135,6 +1186,7 @@ impl State {
             connected_at: None,
             last_received: now,
             last_sent: now,
+            held_since: None,
             peer_id: None,
             peer_reserved: Reserved::NONE,
             negotiated: Reserved::NONE,
@@ -1149,6 +1201,7 @@ impl State {
             peer_availability_open: true,
             our_availability_open: true,
             peer_requests: VecDeque::new(),
+            held_haves: Vec::new(),
             handed_out_bytes: 0,
             requests_while_choked: 0,
             allowed_fast_given: Vec::new(),
@@ -1195,11 +1248,32 @@ impl State {
     }
 
     fn send_msg(&mut self, now: Instant, msg: &Message<'_>) -> Result<(), CloseReason> {
+        // Held haves ride along with any other message (they were announced first).
+        self.flush_haves(now)?;
         self.send
             .push(msg)
             .map_err(|f| CloseReason::SendBufferFull { limit: f.limit })?;
         self.last_sent = now;
         Ok(())
+    }
+
+    /// Queues the held haves (see [`PeerConfig::have_batch`]), in the order they were given.
+    fn flush_haves(&mut self, now: Instant) -> Result<(), CloseReason> {
+        if self.held_since.take().is_none() {
+            return Ok(());
+        }
+        // Haves for pieces the peer announced meanwhile still go: filtering them here read
+        // the peer's bitfield (a cache miss or two per batch) to save a few percent of them.
+        let mut held = std::mem::take(&mut self.held_haves);
+        let result = held.iter().try_for_each(|&index| {
+            self.send
+                .push(&Message::Have(index))
+                .map_err(|f| CloseReason::SendBufferFull { limit: f.limit })
+        });
+        held.clear();
+        self.held_haves = held;
+        self.last_sent = now;
+        result
     }
 
     /// Sends a message that ends the window for our bitfield.
@@ -1590,6 +1664,12 @@ impl State {
             return Err(CloseReason::Idle {
                 after: self.cfg.idle_timeout,
             });
+        }
+        if self
+            .held_since
+            .is_some_and(|t| now >= t + self.cfg.have_batch)
+        {
+            self.flush_haves(now)?;
         }
         if now >= self.last_sent + self.cfg.keepalive_interval {
             self.send_msg(now, &Message::KeepAlive)?;

@@ -26,9 +26,11 @@ fn torrent() -> TorrentInfo {
     TorrentInfo::new(HASH, 32 * 1024, 9 * 32 * 1024 + 20_000).unwrap()
 }
 
+/// Haves go at once here, whatever the default (the tests of batching set `have_batch`).
 fn config(peer_id: [u8; 20], reserved: Reserved) -> PeerConfig {
     let mut cfg = PeerConfig::new(peer_id);
     cfg.reserved = reserved;
+    cfg.have_batch = Duration::ZERO;
     cfg
 }
 
@@ -1128,6 +1130,76 @@ fn keepalive_after_two_minutes_and_silence_close() {
     assert_eq!(conn.next_deadline(), None);
 }
 
+/// A connection with batched haves, past the handshake and our (empty) bitfield.
+fn batching(batch_ms: u64) -> PeerConn {
+    let mut cfg = config(OUR_ID, BOTH);
+    cfg.have_batch = Duration::from_millis(batch_ms);
+    let mut conn = PeerConn::new_outgoing(cfg, torrent(), None, at(0));
+    feed(&mut conn, at(0), &handshake(BOTH, HASH, THEIR_ID)).unwrap();
+    conn.send_bitfield(at(0), &Bitfield::new(10)).unwrap();
+    sent(&mut conn);
+    conn
+}
+
+#[test]
+fn held_haves_leave_together_when_the_batch_is_due() {
+    let mut conn = batching(250);
+    let t0 = Instant::from_micros(1_000_000);
+    assert_eq!(conn.send_have(t0, 3), Ok(HaveSent::Held { first: true }));
+    assert_eq!(
+        conn.send_have(t0 + Duration::from_millis(100), 5),
+        Ok(HaveSent::Held { first: false })
+    );
+    assert!(
+        !conn.wants_transmit(),
+        "held haves are not bytes to send yet"
+    );
+    assert_eq!(conn.held_haves(), [3, 5]);
+    conn.check_bounds().unwrap();
+    let due = t0 + Duration::from_millis(250);
+    assert_eq!(conn.next_deadline(), Some(due));
+    // Early: nothing moves.
+    conn.handle_timeout(t0 + Duration::from_millis(249))
+        .unwrap();
+    assert!(!conn.wants_transmit());
+    conn.handle_timeout(due).unwrap();
+    assert_eq!(sent(&mut conn), ["Have(3)", "Have(5)"]);
+    assert!(conn.held_haves().is_empty());
+    conn.check_bounds().unwrap();
+    assert!(conn.next_deadline() > Some(due), "no flush is pending");
+}
+
+#[test]
+fn held_haves_ride_along_with_the_next_other_message() {
+    let mut conn = batching(250);
+    conn.send_have(at(1), 7).unwrap();
+    conn.send_interested(at(1)).unwrap();
+    // In the order given: the have was announced first.
+    assert_eq!(sent(&mut conn), ["Have(7)", "Interested"]);
+    assert!(conn.held_haves().is_empty());
+}
+
+#[test]
+fn a_segment_of_held_haves_goes_at_once() {
+    let mut cfg = config(OUR_ID, BOTH);
+    cfg.have_batch = Duration::from_secs(10);
+    let n = u32::try_from(HAVE_BATCH_MAX).unwrap();
+    let info = TorrentInfo::new(HASH, 16 * 1024, u64::from(n) * 16 * 1024).unwrap();
+    let mut conn = PeerConn::new_outgoing(cfg, info, None, at(0));
+    feed(&mut conn, at(0), &handshake(BOTH, HASH, THEIR_ID)).unwrap();
+    conn.send_bitfield(at(0), &Bitfield::new(n)).unwrap();
+    sent(&mut conn);
+    for i in 0..n - 1 {
+        assert!(matches!(
+            conn.send_have(at(1), i),
+            Ok(HaveSent::Held { .. })
+        ));
+    }
+    conn.check_bounds().unwrap();
+    assert_eq!(conn.send_have(at(1), n - 1), Ok(HaveSent::Queued));
+    assert_eq!(sent(&mut conn).len(), HAVE_BATCH_MAX);
+}
+
 #[test]
 fn send_buffer_is_bounded() {
     let mut cfg = config(OUR_ID, BOTH);
@@ -1138,7 +1210,7 @@ fn send_buffer_is_bounded() {
     // The peer never reads: haves pile up until the bound.
     let mut result = Ok(());
     for i in 0..200 {
-        result = conn.send_have(at(0), i % 10);
+        result = conn.send_have(at(0), i % 10).map(|_| ());
         if result.is_err() {
             break;
         }

@@ -83,6 +83,12 @@ impl ConnTable {
         conn_mut(&self.ids, &self.last, &mut self.slots, id)
     }
 
+    /// Notes connection `id` as dirty after a [`ConnTable::get_mut_later`] call that did
+    /// bring its deadline earlier.
+    pub(super) fn mark_dirty(&mut self, id: &ConnId) {
+        self.get_mut(id);
+    }
+
     pub(super) fn contains_key(&self, id: &ConnId) -> bool {
         self.slot(id).is_some()
     }

@@ -52,7 +52,7 @@ use crate::bitfield::Bitfield;
 use crate::choker::{ChokeDecision, Choker, Mode, PeerStats};
 use crate::limit::TokenBucket;
 use crate::metainfo::Metainfo;
-use crate::peer::{ExtensionHandshake, PeerConn, PeerEvent, TorrentInfo};
+use crate::peer::{ExtensionHandshake, HaveSent, PeerConn, PeerEvent, TorrentInfo};
 use crate::peer_list::{DisconnectReason, PeerList, PeerSource};
 use crate::picker::{
     BLOCK_SIZE, BlockOutcome, PeerKey, PeerSet, Picker, PieceStatus, VerifyOutcome,
@@ -1691,11 +1691,18 @@ impl Session {
                     if holders.peek() == Some(&key) {
                         continue;
                     }
-                    // A have moves only the keep-alive deadline, and only later.
+                    // A have moves only the keep-alive deadline, and only later, unless it
+                    // starts a batch (`PeerConfig::have_batch`): then its flush is a new,
+                    // earlier deadline for the index.
+                    // A held have leaves nothing to transmit yet.
                     if let Some(c) = self.conns.get_mut_later(id) {
                         if c.joined {
-                            let _ = c.peer.send_have(now, piece);
-                            self.touched.insert(*id);
+                            match c.peer.send_have(now, piece) {
+                                Ok(HaveSent::Held { first: false }) => {}
+                                Ok(HaveSent::Held { first: true }) => self.conns.mark_dirty(id),
+                                // Queued, or failed: flush_touched transmits or closes.
+                                _ => self.touched.insert(*id),
+                            }
                         }
                     }
                 }

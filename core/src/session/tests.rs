@@ -463,11 +463,16 @@ impl Net {
     }
 }
 
+/// Haves go at once here, whatever the default: `Net` links have latency but no bandwidth
+/// limit, so a whole torrent crosses in a few round trips, sooner than a have batch would be
+/// due (leechers would never hear of each other's pieces). Batching has tests of its own.
 fn config() -> SessionConfig {
-    SessionConfig {
+    let mut c = SessionConfig {
         stats_interval: Duration::ZERO,
         ..SessionConfig::default()
-    }
+    };
+    c.peer.have_batch = Duration::ZERO;
+    c
 }
 
 #[test]
@@ -1193,19 +1198,18 @@ fn uploads_resume_when_the_send_buffer_drains() {
 
 /// A leecher with two incoming peers: `a` has every piece and serves piece 0, `b` has none.
 /// Returns the bytes the leecher sent to each after piece 0 verified.
-fn have_traffic(redundant: bool) -> (Vec<u8>, Vec<u8>) {
+/// With `batch`, haves are held that long: the bytes are taken once the batch is due.
+fn have_traffic(redundant: bool, batch: Duration) -> (Vec<u8>, Vec<u8>) {
     let data = payload(2 * 16 * 1024, 1);
     let meta = make_torrent(&data, 16 * 1024, vec![]);
     let ih = *meta.info_hash().as_bytes();
     let mut now = Instant::ZERO;
-    let mut s = Session::new(
-        SessionConfig {
-            send_redundant_have: redundant,
-            ..config()
-        },
-        7,
-        now,
-    );
+    let mut cfg = SessionConfig {
+        send_redundant_have: redundant,
+        ..config()
+    };
+    cfg.peer.have_batch = batch;
+    let mut s = Session::new(cfg, 7, now);
     let t = s.add_torrent(now, meta, None).unwrap();
     drain_all(&mut s);
     let mut hs = vec![19];
@@ -1276,6 +1280,18 @@ fn have_traffic(redundant: bool) -> (Vec<u8>, Vec<u8>) {
         drain(&mut s, &mut sent, &mut to_disk);
     }
     assert_eq!(s.have(t).unwrap().count_ones(), 1, "piece 0 verified");
+    if !batch.is_zero() {
+        let have0 = frame(4, &0u32.to_be_bytes());
+        let to_b = sent.get(&b).map_or(&[][..], Vec::as_slice);
+        assert!(
+            !to_b.windows(have0.len()).any(|w| w == have0.as_slice()),
+            "the have waits for its batch"
+        );
+        let due = now + batch;
+        assert!(s.next_deadline() <= due, "the batch's flush is a deadline");
+        s.handle_input(due, Input::Timeout).unwrap();
+        drain(&mut s, &mut sent, &mut to_disk);
+    }
     (
         sent.remove(&a).unwrap_or_default(),
         sent.remove(&b).unwrap_or_default(),
@@ -1286,13 +1302,15 @@ fn have_traffic(redundant: bool) -> (Vec<u8>, Vec<u8>) {
 fn have_goes_only_to_peers_without_the_piece() {
     let have0 = frame(4, &0u32.to_be_bytes());
     let contains = |hay: &[u8]| hay.windows(have0.len()).any(|w| w == have0.as_slice());
-    let (to_a, to_b) = have_traffic(false);
-    assert!(!contains(&to_a), "a has every piece: no have for it");
-    assert!(contains(&to_b), "b lacks piece 0: it hears of it");
-    // With redundant haves on, the peer that has the piece hears of it too.
-    let (to_a, to_b) = have_traffic(true);
-    assert!(contains(&to_a));
-    assert!(contains(&to_b));
+    for batch in [Duration::ZERO, Duration::from_millis(250)] {
+        let (to_a, to_b) = have_traffic(false, batch);
+        assert!(!contains(&to_a), "a has every piece: no have for it");
+        assert!(contains(&to_b), "b lacks piece 0: it hears of it");
+        // With redundant haves on, the peer that has the piece hears of it too.
+        let (to_a, to_b) = have_traffic(true, batch);
+        assert!(contains(&to_a));
+        assert!(contains(&to_b));
+    }
 }
 
 #[test]
