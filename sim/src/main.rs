@@ -30,7 +30,7 @@ usage:
   hive-sim view FILE [--ui ADDR] [--ui-token TOKEN] [--node N] [--at DUR] [--speed X] [--paused]
                                      replay a record in the swarm view (default 127.0.0.1:8080)
   hive-sim list                      the built-in scenarios
-  hive-sim bench [--huge] [--threads N]
+  hive-sim bench [--huge] [--threads N] [--have-batch DUR]
                                      the scale benchmark (flash crowds; --huge adds 10,000 leechers x 100 pieces)
 
   --seed N     the run's seed (default: the scenario's, else 1); same seed, same trace hash
@@ -444,11 +444,17 @@ fn reference_run() -> f64 {
 fn cmd_bench(args: &[String]) -> Result<ExitCode, String> {
     let mut huge = false;
     let mut threads = None;
+    let mut have_batch = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--huge" => huge = true,
             "--threads" => threads = Some(parse_threads(value(&mut it, arg)?)?.to_string()),
+            "--have-batch" => {
+                let v = value(&mut it, arg)?;
+                scenario::parse_duration(v)?;
+                have_batch = Some(v.clone());
+            }
             other => return Err(format!("bench: unknown option {other}")),
         }
     }
@@ -458,6 +464,11 @@ fn cmd_bench(args: &[String]) -> Result<ExitCode, String> {
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     println!("flash crowd (1 seed), to completion; release build recommended");
+    if let Some(d) = &have_batch {
+        println!(
+            "every node holds its haves up to {d} (--have-batch; the default sends each at once)"
+        );
+    }
     println!(
         "x ref: wall time over a reference run just before the row, which measures the \
          machine, not Hive ({REFERENCE_STEPS} dependent reads over {} MiB, one thread)",
@@ -485,6 +496,9 @@ fn cmd_bench(args: &[String]) -> Result<ExitCode, String> {
         cmd.args(["bench-one", "--ref", &reference.to_string()]);
         if let Some(n) = &threads {
             cmd.args(["--threads", n]);
+        }
+        if let Some(d) = &have_batch {
+            cmd.args(["--have-batch", d]);
         }
         let status = cmd
             .args([
