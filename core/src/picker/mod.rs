@@ -8,8 +8,9 @@
 //!
 //! ```text
 //! Picker::new(piece_count, piece_length, total_length, config, rng)
-//! availability   peer_bitfield(peer, &bf) | peer_have(peer, i) | peer_have_all(peer)
-//!                | peer_have_none(peer)            -> Ok(interesting?)
+//! availability   peer_bitfield(peer, &bf) | peer_have_all(peer) | peer_have_none(peer)
+//!                                                   -> Ok(interesting?); bitfields merge
+//!                peer_have(peer, i)                 -> Ok(Known | Unwanted | Wanted)
 //! requesting     pick(peer, max, &mut out)          appends BlockRequests, records them as
 //!                                                   requested by `peer`
 //! replies        block_received(peer, block)        -> Accepted { cancel, piece_complete }
@@ -316,6 +317,18 @@ pub enum BlockOutcome {
     Unrequested,
     /// Not a block of this torrent (bad index, unaligned offset or wrong length).
     Invalid,
+}
+
+/// What a peer's `have` was to [`Picker::peer_have`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewHave {
+    /// The peer had announced the piece already (peers repeat haves) or is a seed: nothing
+    /// changed, so neither interest nor requests need a look.
+    Known,
+    /// New for the peer, but not a piece we want (ours already, or priority 0).
+    Unwanted,
+    /// New for the peer and wanted: we may become interested or have something to request.
+    Wanted,
 }
 
 /// What [`Picker::piece_verified`] did.
@@ -767,8 +780,10 @@ impl Picker {
         p.wanted = wanted;
     }
 
-    /// BEP 3 `bitfield`: what `peer` has. Replaces anything known before. Returns whether the
-    /// peer has a piece we want. A full bitfield makes the peer a seed (O(1) availability).
+    /// BEP 3 `bitfield`: what `peer` has, merged with what it announced before (pieces are
+    /// never lost: aria2 sends a bitfield instead of a burst of haves, at any time). Returns
+    /// whether the peer has a piece we want. A full set makes the peer a seed (O(1)
+    /// availability).
     pub fn peer_bitfield(&mut self, peer: PeerKey, bits: &Bitfield) -> Result<bool, PickerError> {
         if bits.len() != self.geo.piece_count() {
             return Err(PickerError::BitfieldLength {
@@ -776,18 +791,33 @@ impl Picker {
                 expected: self.geo.piece_count(),
             });
         }
-        let has = if bits.all() {
+        let mut merged = bits.clone();
+        match self.peers.get(&peer).map(|p| &p.has) {
+            // A seed stays one: recounting it would change nothing.
+            Some(Has::All) => return Ok(self.is_interesting(peer)),
+            Some(Has::Pieces(old)) => {
+                for piece in old.iter_ones() {
+                    merged.set(piece);
+                }
+            }
+            None => {}
+        }
+        let has = if merged.all() {
             Has::All
         } else {
-            Has::Pieces(bits.clone())
+            Has::Pieces(merged)
         };
+        // The old set is uncounted, then the merged one counted: availability moves draw from
+        // the picker's RNG, so counting only the new bits would change every later tie-break
+        // (and the simulator's traces) for the rare peer that sends a late bitfield.
         self.set_has(peer, has);
         Ok(self.is_interesting(peer))
     }
 
-    /// BEP 3 `have`: `peer` now has `piece`. Idempotent (peers do repeat `have`s). Returns
-    /// whether `piece` is one we want. Out-of-range indices are an error (drop the peer).
-    pub fn peer_have(&mut self, peer: PeerKey, piece: u32) -> Result<bool, PickerError> {
+    /// BEP 3 `have`: `peer` now has `piece`. Idempotent (peers do repeat `have`s): says whether
+    /// the piece is new for the peer, and wanted. Out-of-range indices are an error (drop the
+    /// peer).
+    pub fn peer_have(&mut self, peer: PeerKey, piece: u32) -> Result<NewHave, PickerError> {
         self.check_piece(piece)?;
         let wants = self.wants(piece);
         let count = self.geo.piece_count();
@@ -800,10 +830,10 @@ impl Picker {
             strikes: 0,
         });
         let Has::Pieces(bits) = &mut p.has else {
-            return Ok(wants);
+            return Ok(NewHave::Known);
         };
         if !bits.set(piece) {
-            return Ok(wants);
+            return Ok(NewHave::Known);
         }
         p.wanted += u32::from(wants);
         let full = bits.all();
@@ -813,7 +843,20 @@ impl Picker {
             // departure and every later availability question are O(1).
             self.set_has(peer, Has::All);
         }
-        Ok(wants)
+        Ok(if wants {
+            NewHave::Wanted
+        } else {
+            NewHave::Unwanted
+        })
+    }
+
+    /// How many pieces `peer` announced (all of them for a seed; 0 for an unknown peer).
+    pub fn peer_piece_count(&self, peer: PeerKey) -> u32 {
+        match self.peers.get(&peer).map(|p| &p.has) {
+            Some(Has::All) => self.geo.piece_count(),
+            Some(Has::Pieces(bits)) => bits.count_ones(),
+            None => 0,
+        }
     }
 
     /// BEP 6 `have all`: `peer` is a seed. O(log P) (replacing a bitfield costs its set bits).

@@ -636,7 +636,7 @@ fn interest_and_seed_conversion() {
     let mut p = small(n, cfg_rarest(), 1);
     assert!(p.peer_bitfield(PeerKey(1), &bits(n, &[0])).unwrap());
     assert!(p.is_interesting(PeerKey(1)));
-    assert!(p.peer_have(PeerKey(1), 1).unwrap());
+    assert_eq!(p.peer_have(PeerKey(1), 1).unwrap(), NewHave::Wanted);
     assert!(!p.is_seed(PeerKey(1)));
     p.peer_have(PeerKey(1), 2).unwrap();
     assert!(p.is_seed(PeerKey(1)), "a full bitfield becomes a seed");
@@ -652,6 +652,58 @@ fn interest_and_seed_conversion() {
     assert!(p.is_finished());
     assert!(!p.is_interesting(PeerKey(1)));
     assert_eq!(p.have().as_bytes(), &[0b1110_0000]);
+    check(&p);
+}
+
+/// aria2 sends a bitfield instead of a burst of haves, at any point: it adds to what the peer
+/// announced before (haves or an earlier bitfield), never replaces it.
+#[test]
+fn late_bitfield_merges_with_earlier_announcements() {
+    let n = 5;
+    let mut p = small(n, cfg_rarest(), 1);
+    p.peer_have(PeerKey(1), 1).unwrap();
+    assert!(p.peer_bitfield(PeerKey(1), &bits(n, &[0])).unwrap());
+    assert!(p.peer_bitfield(PeerKey(1), &bits(n, &[2])).unwrap());
+    check(&p);
+    assert_eq!(p.peer_piece_count(PeerKey(1)), 3);
+    let held: Vec<u32> = (0..n).filter(|&i| p.peer_has(PeerKey(1), i)).collect();
+    assert_eq!(held, [0, 1, 2]);
+    let avail: Vec<u32> = (0..n).map(|i| p.availability(i).unwrap()).collect();
+    assert_eq!(avail, [1, 1, 1, 0, 0]);
+    // The merged set is full: the peer becomes a seed, counted once.
+    p.peer_bitfield(PeerKey(1), &bits(n, &[3, 4])).unwrap();
+    check(&p);
+    assert!(p.is_seed(PeerKey(1)));
+    assert_eq!(p.peer_piece_count(PeerKey(1)), n);
+    // A seed stays one whatever bitfield follows.
+    p.peer_bitfield(PeerKey(1), &bits(n, &[])).unwrap();
+    check(&p);
+    assert!(p.is_seed(PeerKey(1)));
+    assert_eq!(p.availability(0), Some(1));
+    assert_eq!(p.peer_piece_count(PeerKey(9)), 0, "unknown peer");
+}
+
+/// Peers repeat haves; a repeat must change nothing (availability, wanted counts, the RNG that
+/// orders ties) and say so, so that the session skips interest and requests.
+#[test]
+fn repeated_have_changes_nothing() {
+    let n = 4;
+    let mut p = small(n, cfg_rarest(), 3);
+    p.peer_have_all(PeerKey(0));
+    p.peer_bitfield(PeerKey(1), &bits(n, &[0])).unwrap();
+    assert_eq!(p.peer_have(PeerKey(1), 2).unwrap(), NewHave::Wanted);
+    p.mark_have(3).unwrap();
+    assert_eq!(p.peer_have(PeerKey(1), 3).unwrap(), NewHave::Unwanted);
+    let before = p.clone();
+    for piece in [0, 2, 3] {
+        assert_eq!(p.peer_have(PeerKey(1), piece).unwrap(), NewHave::Known);
+    }
+    assert_eq!(
+        p.peer_have(PeerKey(0), 1).unwrap(),
+        NewHave::Known,
+        "a seed"
+    );
+    assert_eq!(p, before);
     check(&p);
 }
 

@@ -55,7 +55,7 @@ use crate::metainfo::Metainfo;
 use crate::peer::{ExtensionHandshake, HaveSent, PeerConn, PeerEvent, TorrentInfo};
 use crate::peer_list::{DisconnectReason, PeerList, PeerSource};
 use crate::picker::{
-    BLOCK_SIZE, BlockOutcome, PeerKey, PeerSet, Picker, PieceStatus, VerifyOutcome,
+    BLOCK_SIZE, BlockOutcome, NewHave, PeerKey, PeerSet, Picker, PieceStatus, VerifyOutcome,
 };
 use crate::rate::RateMeter;
 use crate::rng::Rng;
@@ -1907,10 +1907,10 @@ fn apply_event(
                 return FollowUp::Nothing;
             }
             match t.picker.peer_have(key, *index) {
-                Ok(true) => FollowUp::Availability,
+                Ok(NewHave::Wanted) => FollowUp::Availability,
                 // A piece we do not want changes neither our interest nor what we can ask
                 // for: in a swarm most haves are for pieces we already have.
-                Ok(false) => FollowUp::Nothing,
+                Ok(NewHave::Known | NewHave::Unwanted) => FollowUp::Nothing,
                 Err(e) => FollowUp::Close(format!("peer's have was refused: {e}")),
             }
         }
