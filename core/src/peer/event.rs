@@ -7,8 +7,8 @@ use super::extension::{ExtensionError, ExtensionHandshake};
 use crate::bitfield::Bitfield;
 use crate::wire::{BlockRequest, Reserved, WireError};
 
-/// One thing the peer did, validated; borrows block data and bitfields from the connection
-/// or the input until dropped.
+/// One thing the peer did, validated; borrows block data and lists from the connection or
+/// the input until dropped.
 ///
 /// Every message received yields exactly one event (some are informational, such as
 /// [`PeerEvent::KeepAlive`]), so a driver's loop sees the whole conversation.
@@ -49,15 +49,12 @@ pub enum PeerEvent<'a> {
     Interested,
     /// The peer is no longer interested.
     NotInterested,
-    /// The peer has a new piece.
-    Have {
-        /// Piece index, checked against the piece count.
-        index: u32,
-        /// False if the peer had already announced it.
-        new: bool,
-    },
-    /// The peer's pieces (BEP 3), validated: exact length, spare bits zero.
-    Bitfield(&'a Bitfield),
+    /// The peer announced a piece: its index, checked against the piece count. Peers repeat
+    /// haves, and the connection keeps no record of them: the picker knows whether it is new.
+    Have(u32),
+    /// The peer's pieces (BEP 3), validated: exact length, spare bits zero. As sent: a late
+    /// bitfield (aria2) adds to what the peer announced before, so merge it, never replace.
+    Bitfield(Bitfield),
     /// The peer has every piece (BEP 6).
     HaveAll,
     /// The peer has no piece (BEP 6).
@@ -382,9 +379,7 @@ impl fmt::Display for PeerEvent<'_> {
             PeerEvent::Unchoked => f.write_str("unchoked"),
             PeerEvent::Interested => f.write_str("interested"),
             PeerEvent::NotInterested => f.write_str("not interested"),
-            PeerEvent::Have { index, new } => {
-                write!(f, "have {index}{}", if *new { "" } else { " (known)" })
-            }
+            PeerEvent::Have(index) => write!(f, "have {index}"),
             PeerEvent::Bitfield(b) => write!(f, "bitfield {}/{}", b.count_ones(), b.len()),
             PeerEvent::HaveAll => f.write_str("have all"),
             PeerEvent::HaveNone => f.write_str("have none"),

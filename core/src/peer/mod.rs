@@ -181,7 +181,6 @@ struct State {
     bytes_received: u64,
     bytes_sent: u64,
     torrent: TorrentInfo,
-    peer_pieces: Bitfield,
     send: SendBuffer,
     /// Next to `send`: every transmit asks whether requests wait for the room it freed
     /// (`has_unserved_requests`), and in a swarm most transmits are haves to peers that
@@ -957,14 +956,6 @@ impl PeerConn {
                 st.held_since
             ));
         }
-        // Sized when the handshake completes (an incoming connection learns the torrent then).
-        if st.phase == Phase::Connected && st.peer_pieces.len() != st.torrent.piece_count() {
-            return Err(format!(
-                "peer bitfield has {} bits for {} pieces",
-                st.peer_pieces.len(),
-                st.torrent.piece_count()
-            ));
-        }
         Ok(())
     }
 
@@ -1026,11 +1017,6 @@ impl PeerConn {
     /// The peer is interested in us.
     pub fn peer_interested(&self) -> bool {
         self.st.peer_interested
-    }
-
-    /// The peer's pieces (all clear until its bitfield or haves arrive).
-    pub fn peer_pieces(&self) -> &Bitfield {
-        &self.st.peer_pieces
     }
 
     /// Pieces the peer lets us request while it chokes us (BEP 6).
@@ -1197,7 +1183,6 @@ impl State {
             peer_interested: false,
             unchoked_at: None,
             interested_at: None,
-            peer_pieces: Bitfield::new(0),
             peer_availability_open: true,
             our_availability_open: true,
             peer_requests: VecDeque::new(),
@@ -1323,7 +1308,6 @@ impl State {
         self.phase = Phase::Connected;
         self.connected_at = Some(now);
         self.last_received = now;
-        self.peer_pieces = Bitfield::new(self.torrent.piece_count());
         if self.negotiated.extension_protocol() {
             let payload = self.our_extension_handshake();
             self.send_msg(
@@ -1449,20 +1433,18 @@ impl State {
             }
             Message::Have(index) => {
                 self.check_index("have", index)?;
-                PeerEvent::Have {
-                    index,
-                    new: self.peer_pieces.set(index),
-                }
+                PeerEvent::Have(index)
             }
             Message::Bitfield(bits) => {
                 // aria2 1.36 quirk: it sends a bitfield instead of a burst of 20 or more
                 // haves, at any point of the conversation (and, with no piece at the
                 // handshake, sends no availability message at first). Libtorrent and
                 // Transmission accept a bitfield at any time, so we do too: pieces are never
-                // lost, so it is merged with what the peer announced before. Have all / have
-                // none stay first-message-only (BEP 6).
+                // lost, so the picker merges it with what the peer announced before (the
+                // connection keeps no copy: one per peer is enough, and a swarm's haves
+                // would write both). Have all / have none stay first-message-only (BEP 6).
                 self.peer_availability_open = false;
-                let mut bits = Bitfield::from_bytes(bits, n).map_err(|e| match e {
+                let bits = Bitfield::from_bytes(bits, n).map_err(|e| match e {
                     BitfieldError::WrongLength {
                         got,
                         expected,
@@ -1476,22 +1458,16 @@ impl State {
                         CloseReason::BitfieldSpareBits { piece_count }
                     }
                 })?;
-                for piece in self.peer_pieces.iter_ones() {
-                    bits.set(piece);
-                }
-                self.peer_pieces = bits;
-                PeerEvent::Bitfield(&self.peer_pieces)
+                PeerEvent::Bitfield(bits)
             }
             Message::HaveAll => {
                 self.require_fast("have all")?;
                 self.take_availability("have all")?;
-                self.peer_pieces = Bitfield::full(n);
                 PeerEvent::HaveAll
             }
             Message::HaveNone => {
                 self.require_fast("have none")?;
                 self.take_availability("have none")?;
-                self.peer_pieces = Bitfield::new(n);
                 PeerEvent::HaveNone
             }
             Message::Request(block) => self.on_request(now, block)?,

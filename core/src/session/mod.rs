@@ -533,7 +533,7 @@ impl Session {
                         snubbed: p.is_snubbed(),
                         download_rate: p.download_rate(now),
                         upload_rate: p.upload_rate(now),
-                        pieces: p.peer_pieces().count_ones(),
+                        pieces: t.picker.peer_piece_count(c.key),
                     }
                 })
                 .collect(),
@@ -1902,18 +1902,14 @@ fn apply_event(
             t.picker.peer_have_none(key);
             FollowUp::Availability
         }
-        PeerEvent::Have { index, new } => {
-            if !new {
-                return FollowUp::Nothing;
-            }
-            match t.picker.peer_have(key, *index) {
-                Ok(NewHave::Wanted) => FollowUp::Availability,
-                // A piece we do not want changes neither our interest nor what we can ask
-                // for: in a swarm most haves are for pieces we already have.
-                Ok(NewHave::Known | NewHave::Unwanted) => FollowUp::Nothing,
-                Err(e) => FollowUp::Close(format!("peer's have was refused: {e}")),
-            }
-        }
+        PeerEvent::Have(index) => match t.picker.peer_have(key, *index) {
+            Ok(NewHave::Wanted) => FollowUp::Availability,
+            // A repeated have changes nothing, and a piece we do not want changes neither our
+            // interest nor what we can ask for: in a swarm most haves are for pieces we
+            // already have.
+            Ok(NewHave::Known | NewHave::Unwanted) => FollowUp::Nothing,
+            Err(e) => FollowUp::Close(format!("peer's have was refused: {e}")),
+        },
         PeerEvent::Choked { released } => {
             for b in released.iter() {
                 t.picker.request_rejected(key, *b);

@@ -685,13 +685,23 @@ struct Raw {
 impl Raw {
     /// A seed of a `len`-byte torrent in 16 KiB pieces, with one incoming connection.
     fn new(len: usize) -> (Raw, [u8; 20]) {
+        Self::with_pieces(len, true)
+    }
+
+    /// As [`Raw::new`], but the session has no piece (so it wants what the peer has).
+    fn leecher(len: usize) -> (Raw, [u8; 20]) {
+        Self::with_pieces(len, false)
+    }
+
+    fn with_pieces(len: usize, seed: bool) -> (Raw, [u8; 20]) {
         let payload = payload(len, 1);
         let meta = make_torrent(&payload, 16 * 1024, vec![]);
         let info_hash = *meta.info_hash().as_bytes();
         let now = Instant::ZERO;
         let mut session = Session::new(config(), 7, now);
+        let have = seed.then(|| Bitfield::full(meta.piece_count()));
         session
-            .add_torrent(now, meta.clone(), Some(&Bitfield::full(meta.piece_count())))
+            .add_torrent(now, meta.clone(), have.as_ref())
             .unwrap();
         drain_all(&mut session);
         let conn = session.accept(now, addr_of(50)).unwrap();
@@ -1071,6 +1081,59 @@ fn peer_and_piece_snapshots_show_flags_and_availability() {
     assert_eq!(avail, vec![1, 1, 0, 0, 0, 0, 0]);
     assert_eq!(raw.session.peer_snapshots(TorrentId(99)), None);
     assert_eq!(raw.session.piece_snapshots(TorrentId(99)), None);
+}
+
+/// The picker is the only record of a peer's pieces: a late bitfield (aria2 sends one instead
+/// of a burst of haves) adds to the haves before it, and a repeated have leads to nothing.
+#[test]
+fn late_bitfield_merges_and_a_repeated_have_does_nothing() {
+    let (mut raw, ih) = Raw::leecher(100_000);
+    let t = raw.session.torrents().next().unwrap();
+    raw.handshake(ih);
+    // Have 1, then a bitfield of piece 0 alone (7 pieces, 1 spare bit).
+    raw.send(&frame(4, &1u32.to_be_bytes()));
+    raw.send(&frame(5, &[0b1000_0000]));
+    assert!(raw.closes.is_empty(), "{:?}", raw.closes);
+    let peers = raw.session.peer_snapshots(t).unwrap();
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0].pieces, 2);
+    assert!(peers[0].am_interested);
+    let avail: Vec<u32> = raw
+        .session
+        .piece_snapshots(t)
+        .unwrap()
+        .iter()
+        .map(|(_, a)| *a)
+        .collect();
+    assert_eq!(avail, vec![1, 1, 0, 0, 0, 0, 0]);
+
+    // Applied by hand to see what the session would do next: a repeat of piece 1 (wanted,
+    // announced twice now) is nothing, not even a look at interest or requests.
+    let key = raw.session.conns.get(&raw.conn).unwrap().key;
+    let torrent = raw.session.torrents.get_mut(&t).unwrap();
+    let before = torrent.picker.clone();
+    let mut outputs = VecDeque::new();
+    let repeat = PeerEvent::Have(1);
+    let follow = apply_event(
+        raw.now,
+        Some(torrent),
+        key,
+        true,
+        &repeat,
+        None,
+        &mut outputs,
+    );
+    assert!(matches!(follow, FollowUp::Nothing), "{follow:?}");
+    assert!(
+        torrent.picker == before,
+        "a repeated have changed the picker"
+    );
+    assert!(outputs.is_empty());
+    // A new wanted piece, by contrast, does ask for them.
+    let new = PeerEvent::Have(2);
+    let follow = apply_event(raw.now, Some(torrent), key, true, &new, None, &mut outputs);
+    assert!(matches!(follow, FollowUp::Availability), "{follow:?}");
+    assert_eq!(torrent.picker.peer_piece_count(key), 3);
 }
 
 /// Feeds `input`, then drains, answering disk reads from `payload` but never taking the
