@@ -1693,8 +1693,7 @@ impl Session {
                     }
                     // A have moves only the keep-alive deadline, and only later, unless it
                     // starts a batch (`PeerConfig::have_batch`): then its flush is a new,
-                    // earlier deadline for the index.
-                    // A held have leaves nothing to transmit yet.
+                    // earlier deadline for the index. A held have leaves nothing to transmit.
                     if let Some(c) = self.conns.get_mut_later(id) {
                         if c.joined {
                             match c.peer.send_have(now, piece) {
