@@ -86,10 +86,16 @@ fn multi_file_three_leechers_through_http_tracker() {
     let torrent = p(t.path(), "m.torrent");
     create_torrent(&p(&src, "album"), &torrent, "16K", &[&tracker.http_url]);
     let _seed = seeder(&torrent, &src, &[]);
+    // One leecher batches its haves (`--have-batch`): they reach the others later, together.
     let mut leechers: Vec<_> = (0..3)
         .map(|i| {
             let dir = p(t.path(), &format!("leech{i}"));
-            (Hive::start(&torrent, &dir, &["--no-seed"]), dir)
+            let args: &[&str] = if i == 1 {
+                &["--no-seed", "--have-batch", "250ms"]
+            } else {
+                &["--no-seed"]
+            };
+            (Hive::start(&torrent, &dir, args), dir)
         })
         .collect();
     for (l, dir) in &mut leechers {

@@ -82,6 +82,9 @@ pub struct Options {
     pub upload_limit: Option<u64>,
     /// Download limit, bytes per second.
     pub download_limit: Option<u64>,
+    /// Hold each `have` up to this long to send it with others (`PeerConfig::have_batch`);
+    /// `None`: the core's default (each goes at once).
+    pub have_batch: Option<Duration>,
     /// Serve the live view on this address, with this token if any (`--ui`).
     pub live: Option<(SocketAddr, Option<String>)>,
 }
@@ -275,6 +278,9 @@ async fn run_async(opts: Options, ui: &mut dyn Ui) -> Result<Finish, RunError> {
     if let Some(n) = opts.max_peers {
         config.max_connections = n.max(1);
         config.max_connections_per_torrent = n.max(1);
+    }
+    if let Some(d) = opts.have_batch {
+        config.peer.have_batch = d;
     }
     // The Session's randomness (peer id, tie breaks) comes from this one seed.
     let seed = std::collections::hash_map::RandomState::new()
