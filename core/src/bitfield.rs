@@ -182,10 +182,28 @@ impl Bitfield {
     pub fn iter_ones(&self) -> IterOnes<'_> {
         IterOnes {
             rest: &self.bytes,
+            other: None,
             word: 0,
             base: 0,
             next_base: 0,
         }
+    }
+
+    /// The indices set in both `self` and `other`, ascending (up to the shorter length),
+    /// a word at a time.
+    pub fn iter_common<'a>(&'a self, other: &'a Bitfield) -> IterOnes<'a> {
+        IterOnes {
+            other: Some(&other.bytes),
+            ..self.iter_ones()
+        }
+    }
+
+    /// Whether `self` and `other` share a set index (a word at a time).
+    pub fn intersects(&self, other: &Bitfield) -> bool {
+        self.bytes
+            .chunks(8)
+            .zip(other.bytes.chunks(8))
+            .any(|(a, b)| word(a) & word(b) != 0)
     }
 
     /// The wire payload (BEP 3 layout, spare bits zero), ready to send.
@@ -216,10 +234,22 @@ impl fmt::Debug for Bitfield {
     }
 }
 
-/// Iterator over the set indices of a [`Bitfield`], from [`Bitfield::iter_ones`].
+/// Up to 8 bytes of a bitfield as a word, the first piece in the top bit (missing bytes 0).
+fn word(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    for (dst, src) in buf.iter_mut().zip(bytes) {
+        *dst = *src;
+    }
+    u64::from_be_bytes(buf)
+}
+
+/// Iterator over the set indices of a [`Bitfield`], from [`Bitfield::iter_ones`] (or of
+/// two, from [`Bitfield::iter_common`]).
 #[derive(Clone, Debug)]
 pub struct IterOnes<'a> {
     rest: &'a [u8],
+    /// The other bitfield's bytes still to come, for `iter_common`.
+    other: Option<&'a [u8]>,
     word: u64,
     base: u64,
     next_base: u64,
@@ -241,11 +271,15 @@ impl Iterator for IterOnes<'_> {
             }
             let take = self.rest.len().min(8);
             let (chunk, rest) = self.rest.split_at_checked(take)?;
-            let mut buf = [0u8; 8];
-            for (dst, src) in buf.iter_mut().zip(chunk) {
-                *dst = *src;
+            self.word = word(chunk);
+            if let Some(other) = self.other {
+                if other.is_empty() {
+                    return None;
+                }
+                let (theirs, after) = other.split_at_checked(other.len().min(8))?;
+                self.word &= word(theirs);
+                self.other = Some(after);
             }
-            self.word = u64::from_be_bytes(buf);
             self.base = self.next_base;
             self.next_base += 64;
             self.rest = rest;
@@ -346,6 +380,27 @@ mod tests {
             // Round trip through the wire form.
             let back = Bitfield::from_bytes(b.as_bytes(), n).unwrap();
             prop_assert_eq!(back, b);
+        }
+
+        /// `iter_common` and `intersects` agree with `get` on both, lengths unequal too.
+        #[test]
+        fn common_indices_match_get(
+            a in proptest::collection::vec(any::<bool>(), 0..300),
+            b in proptest::collection::vec(any::<bool>(), 0..300),
+        ) {
+            let build = |bits: &[bool]| {
+                let mut f = Bitfield::new(bits.len() as u32);
+                for (i, on) in bits.iter().enumerate() {
+                    if *on { f.set(i as u32); }
+                }
+                f
+            };
+            let (x, y) = (build(&a), build(&b));
+            let n = a.len().min(b.len()) as u32;
+            let want: Vec<u32> = (0..n).filter(|&i| x.get(i) && y.get(i)).collect();
+            prop_assert_eq!(x.iter_common(&y).collect::<Vec<_>>(), want.clone());
+            prop_assert_eq!(y.iter_common(&x).collect::<Vec<_>>(), want.clone());
+            prop_assert_eq!(x.intersects(&y), !want.is_empty());
         }
     }
 }

@@ -544,7 +544,7 @@ impl Picker {
             };
             count
         ];
-        let mut levels: [Level; LEVELS] = Default::default();
+        let mut levels: [Level; LEVELS] = std::array::from_fn(|_| Level::new(n));
         if let Some(level) = levels.get_mut(usize::from(DEFAULT_PRIORITY) - 1) {
             level.fill_unavailable((0..n).collect(), &mut pieces, &mut rng);
         }

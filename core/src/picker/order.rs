@@ -17,37 +17,22 @@
 //! largest availability seen, i.e. by the number of peers.
 
 use super::PieceInfo;
+use crate::bitfield::Bitfield;
 use crate::rng::Rng;
 
 /// Marker for "not in any order" in the `pos` array.
 pub(super) const NONE: u32 = u32::MAX;
 
 /// The untouched pieces of one priority level, bucketed by availability.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Level {
     buckets: Vec<Vec<u32>>,
     len: usize,
-    /// The level's pieces as a bitfield (BEP 3 byte order, grown on demand), so that a pick
-    /// can intersect it with a peer's bitfield a word at a time: a peer that holds none of
-    /// them (most picks in a swarm, where everything it has is requested already) costs a
-    /// few words instead of a walk of the order.
-    members: Vec<u8>,
-}
-
-/// Sets or clears `piece` in `members`.
-fn set_member(members: &mut Vec<u8>, piece: u32, on: bool) {
-    let byte = piece as usize / 8;
-    if members.len() <= byte {
-        members.resize(byte + 1, 0);
-    }
-    if let Some(b) = members.get_mut(byte) {
-        let mask = 0x80u8 >> (piece % 8);
-        if on {
-            *b |= mask;
-        } else {
-            *b &= !mask;
-        }
-    }
+    /// The level's pieces as a bitfield, so that a pick can intersect it with a peer's
+    /// bitfield a word at a time: a peer that holds none of them (most picks in a swarm,
+    /// where everything it has is requested already) costs a few words instead of a walk of
+    /// the order.
+    members: Bitfield,
 }
 
 fn set_pos(pos: &mut [PieceInfo], piece: u32, at: usize) {
@@ -57,6 +42,15 @@ fn set_pos(pos: &mut [PieceInfo], piece: u32, at: usize) {
 }
 
 impl Level {
+    /// An empty level of a torrent with `piece_count` pieces.
+    pub(super) fn new(piece_count: u32) -> Level {
+        Level {
+            buckets: Vec::new(),
+            len: 0,
+            members: Bitfield::new(piece_count),
+        }
+    }
+
     /// Number of pieces in the level.
     pub(super) fn len(&self) -> usize {
         self.len
@@ -70,7 +64,7 @@ impl Level {
     /// Adds `piece` to bucket `b` at a random place within the bucket.
     pub(super) fn insert(&mut self, piece: u32, b: usize, pos: &mut [PieceInfo], rng: &mut Rng) {
         if self.push(piece, b, pos, rng) {
-            set_member(&mut self.members, piece, true);
+            self.members.set(piece);
         }
     }
 
@@ -97,7 +91,7 @@ impl Level {
     /// Removes `piece`, which is in bucket `b`.
     pub(super) fn remove(&mut self, piece: u32, b: usize, pos: &mut [PieceInfo]) {
         if self.take(piece, b, pos) {
-            set_member(&mut self.members, piece, false);
+            self.members.clear(piece);
         }
     }
 
@@ -137,9 +131,8 @@ impl Level {
         }
     }
 
-    /// The level's pieces as bitfield bytes (BEP 3 order; may be shorter than the torrent's
-    /// bitfield, the missing bytes being zero).
-    pub(super) fn members(&self) -> &[u8] {
+    /// The level's pieces.
+    pub(super) fn members(&self) -> &Bitfield {
         &self.members
     }
 
@@ -153,7 +146,7 @@ impl Level {
         rng.shuffle(&mut pieces);
         for (i, &p) in pieces.iter().enumerate() {
             set_pos(pos, p, i);
-            set_member(&mut self.members, p, true);
+            self.members.set(p);
         }
         self.len = pieces.len();
         self.buckets = vec![pieces];
@@ -187,7 +180,7 @@ impl Level {
         if total != self.len {
             return Err(format!("level len {} but buckets hold {total}", self.len));
         }
-        let members: u32 = self.members.iter().map(|b| b.count_ones()).sum();
+        let members = self.members.count_ones();
         if members as usize != total {
             return Err(format!(
                 "level has {total} pieces but {members} member bits"
@@ -195,11 +188,7 @@ impl Level {
         }
         for bucket in &self.buckets {
             for &p in bucket {
-                let on = self
-                    .members
-                    .get(p as usize / 8)
-                    .is_some_and(|b| b & (0x80 >> (p % 8)) != 0);
-                if !on {
+                if !self.members.get(p) {
                     return Err(format!("piece {p} is in the level but not a member"));
                 }
             }

@@ -26,34 +26,6 @@ pub(super) struct SelectCtx<'a> {
     pub(super) k: usize,
 }
 
-/// Up to 8 bytes of a bitfield as a word, first piece in the top bit (missing bytes are 0).
-fn word(bytes: &[u8]) -> u64 {
-    let mut w = [0u8; 8];
-    for (d, s) in w.iter_mut().zip(bytes) {
-        *d = *s;
-    }
-    u64::from_be_bytes(w)
-}
-
-/// Whether two bitfields (BEP 3 bytes, of any lengths) share a set bit.
-fn any_common(a: &[u8], b: &[u8]) -> bool {
-    a.chunks(8)
-        .zip(b.chunks(8))
-        .any(|(x, y)| word(x) & word(y) != 0)
-}
-
-/// Calls `f` with every piece set in both bitfields, in piece order.
-fn for_each_common(a: &[u8], b: &[u8], mut f: impl FnMut(u32)) {
-    for (c, (x, y)) in (0u32..).zip(a.chunks(8).zip(b.chunks(8))) {
-        let mut w = word(x) & word(y);
-        while w != 0 {
-            let bit = w.leading_zeros();
-            f(c * 64 + bit);
-            w &= !(1u64 << (63 - bit));
-        }
-    }
-}
-
 fn key(wrapped: bool, bucket: usize, index: usize) -> u64 {
     (u64::from(wrapped) << 63) | ((bucket as u64) << 32) | index as u64
 }
@@ -131,7 +103,7 @@ impl SelectCtx<'_> {
         // Only the level's members can be chosen: a peer holding none of them (everything it
         // has is ours or requested already, the usual case in a swarm) is answered here.
         let members = self.level.members();
-        if !any_common(bits.as_bytes(), members) {
+        if !bits.intersects(members) {
             return;
         }
         let budget = bits.len() as usize / 64 + bits.count_ones() as usize + 64;
@@ -150,11 +122,11 @@ impl SelectCtx<'_> {
         });
         if over_budget {
             out.clear();
-            for_each_common(bits.as_bytes(), members, |piece| {
+            for piece in bits.iter_common(members) {
                 if let Some(key) = self.key_of(piece) {
                     self.push_best(out, (key, piece));
                 }
-            });
+            }
         }
     }
 
