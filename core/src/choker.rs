@@ -1273,6 +1273,25 @@ mod tests {
         insta::assert_snapshot!(log);
     }
 
+    /// One random change to the proptests' peer list: `op` 0 removes `key`, 1 connects it
+    /// (if absent), anything else updates it with `update`.
+    fn change_peer(
+        peers: &mut Vec<PeerStats<u32>>,
+        key: u32,
+        op: u8,
+        t: Instant,
+        update: impl Fn(&mut PeerStats<u32>),
+    ) {
+        match op {
+            0 => peers.retain(|p| p.key != key),
+            1 if !peers.iter().any(|p| p.key == key) => peers.push(PeerStats {
+                connected_at: t,
+                ..PeerStats::new(key, t)
+            }),
+            _ => peers.iter_mut().filter(|p| p.key == key).for_each(update),
+        }
+    }
+
     proptest! {
         /// Whatever happens between calls, the decision respects the slots and interest, the
         /// message lists match the flags, and interim calls choke only ineligible peers.
@@ -1292,20 +1311,12 @@ mod tests {
                 now += dt;
                 let t = Instant::from_micros(now);
                 for (key, interested, rate, op) in changes {
-                    match op {
-                        0 => peers.retain(|p| p.key != key),
-                        1 if !peers.iter().any(|p| p.key == key) => {
-                            peers.push(PeerStats { connected_at: t, ..PeerStats::new(key, t) })
-                        }
-                        _ => {
-                            for p in peers.iter_mut().filter(|p| p.key == key) {
-                                p.interested = interested;
-                                p.download_rate = rate;
-                                p.expecting_since = Some(Instant::ZERO);
-                                p.last_block_at = Some(t);
-                            }
-                        }
-                    }
+                    change_peer(&mut peers, key, op, t, |p| {
+                        p.interested = interested;
+                        p.download_rate = rate;
+                        p.expecting_since = Some(Instant::ZERO);
+                        p.last_block_at = Some(t);
+                    });
                 }
                 let mode = if seed_mode { Mode::Seed } else { Mode::Leech };
                 c.rechoke_into(t, mode, &peers, &mut out);
@@ -1350,19 +1361,11 @@ mod tests {
                 now += dt;
                 let t = Instant::from_micros(now);
                 for (key, interested, down, up, op) in changes {
-                    match op {
-                        0 => peers.retain(|p| p.key != key),
-                        1 if !peers.iter().any(|p| p.key == key) => {
-                            peers.push(PeerStats { connected_at: t, ..PeerStats::new(key, t) })
-                        }
-                        _ => {
-                            for p in peers.iter_mut().filter(|p| p.key == key) {
-                                p.interested = interested;
-                                p.download_rate = down;
-                                p.upload_rate = up;
-                            }
-                        }
-                    }
+                    change_peer(&mut peers, key, op, t, |p| {
+                        p.interested = interested;
+                        p.download_rate = down;
+                        p.upload_rate = up;
+                    });
                 }
                 let mode = if seed_mode { Mode::Seed } else { Mode::Leech };
                 let zeroed: Vec<PeerStats<u32>> = peers
