@@ -236,6 +236,11 @@ impl fmt::Debug for Bitfield {
 
 /// Up to 8 bytes of a bitfield as a word, the first piece in the top bit (missing bytes 0).
 fn word(bytes: &[u8]) -> u64 {
+    // Whole words are all but the last: a plain load, where the byte loop below compiled to a
+    // `memcpy` call per word (the picker intersects bitfields on every pick).
+    if let Ok(whole) = <[u8; 8]>::try_from(bytes) {
+        return u64::from_be_bytes(whole);
+    }
     let mut buf = [0u8; 8];
     for (dst, src) in buf.iter_mut().zip(bytes) {
         *dst = *src;

@@ -17,6 +17,12 @@ impl Picker {
         {
             return Err("scratch buffers not cleared".into());
         }
+        let packed = self.downloads.iter().map(|d| d.piece);
+        if self.slot_pieces.len() != self.downloads.len()
+            || !packed.eq(self.slot_pieces.iter().copied())
+        {
+            return Err("slot_pieces disagrees with the download slots".into());
+        }
         // 1, 2: piece states and order membership.
         let mut in_order = 0;
         let mut wanted = 0;

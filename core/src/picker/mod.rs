@@ -465,6 +465,9 @@ pub struct Picker {
     /// Pieces not `Have` with priority > 0.
     wanted: u32,
     downloads: Vec<Download>,
+    /// `downloads[slot].piece` for every slot, packed: the endgame walks every slot on
+    /// every pick, and reading the piece out of each 56-byte slot was a cache miss a slot.
+    slot_pieces: Vec<u32>,
     free_slots: Vec<u32>,
     /// Downloading slots with at least one free block.
     open: Vec<u32>,
@@ -558,6 +561,7 @@ impl Picker {
             have: Bitfield::new(n),
             wanted: n,
             downloads: Vec::new(),
+            slot_pieces: Vec::new(),
             free_slots: Vec::new(),
             open: Vec::new(),
             peers: BTreeMap::new(),
@@ -1056,9 +1060,13 @@ impl Picker {
                     open_pos: NONE,
                     owner: None,
                 });
+                self.slot_pieces.push(NONE);
                 (self.downloads.len() - 1) as u32
             }
         };
+        if let Some(p) = self.slot_pieces.get_mut(slot as usize) {
+            *p = piece;
+        }
         if let Some(d) = self.downloads.get_mut(slot as usize) {
             d.piece = piece;
             d.blocks.clear();
@@ -1081,6 +1089,9 @@ impl Picker {
             d.free = 0;
         }
         self.open_fix(slot);
+        if let Some(p) = self.slot_pieces.get_mut(slot as usize) {
+            *p = NONE;
+        }
         if let Some(d) = self.downloads.get_mut(slot as usize) {
             d.piece = NONE;
             d.blocks.clear();
@@ -1392,8 +1403,7 @@ impl Picker {
         let mut slots = core::mem::take(&mut self.scratch_endgame);
         slots.clear();
         if let Some(p) = self.peers.get(&peer) {
-            for (slot, d) in (0u32..).zip(&self.downloads) {
-                let piece = d.piece;
+            for (slot, &piece) in (0u32..).zip(&self.slot_pieces) {
                 if self.state_at(piece) == Some(PieceState::Downloading(slot))
                     && self.prio_at(piece).is_some_and(|p| p > 0)
                     && p.has.has(piece)
