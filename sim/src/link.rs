@@ -2,8 +2,11 @@
 //! and the receiving side's view of the wire ([`RxScan`]). See the link model in
 //! [`crate::engine`].
 
+use std::ops::{Index, IndexMut};
+
 use bytes::Bytes;
 use hive_core::bitfield::Bitfield;
+use hive_core::chunked::Chunked;
 use hive_core::wire::{DecoderLimits, FrameDecoder, HANDSHAKE_LEN, id};
 
 /// Bytes in flight. Most segments are a have or a few requests: those travel inline, so that
@@ -263,6 +266,34 @@ pub(crate) struct Half {
     pub unsent: SendBuf,
     pub tail: Option<Tail>,
     pub decoder: FrameDecoder,
+}
+
+/// A node's connection halves by slot, in chunks that never move (`hive_core::chunked`): a
+/// `Vec` of 448-byte halves copied them all at every doubling.
+#[derive(Debug, Default)]
+pub(crate) struct Halves(Chunked<Half>);
+
+impl Halves {
+    /// Stores `h` in a new slot; returns the slot.
+    pub(crate) fn push(&mut self, h: Half) -> usize {
+        self.0.push(h)
+    }
+}
+
+impl Index<usize> for Halves {
+    type Output = Half;
+
+    fn index(&self, slot: usize) -> &Half {
+        self.0.get(slot).expect("connection half slot out of range")
+    }
+}
+
+impl IndexMut<usize> for Halves {
+    fn index_mut(&mut self, slot: usize) -> &mut Half {
+        self.0
+            .get_mut(slot)
+            .expect("connection half slot out of range")
+    }
 }
 
 /// Connection id not known yet.

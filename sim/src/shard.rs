@@ -20,7 +20,7 @@ use hive_core::time::Instant;
 use hive_core::wire::{BlockRequest, DecoderLimits, FrameDecoder, Message};
 
 use crate::engine::{LISTEN_PORT, NodeRecord, node_ip, node_of_ip};
-use crate::link::{COALESCE, Half, NO_CONN, Payload, Tail, runs};
+use crate::link::{COALESCE, Half, Halves, NO_CONN, Payload, Tail, runs};
 use crate::queue::Queue;
 use crate::record::RecShard;
 use crate::scenario::{Behaviour, GroupSpec, RunSpec, Scenario};
@@ -310,7 +310,7 @@ pub(crate) struct Node {
     down_busy: u64,
     /// ConnId -> slot in `halves`.
     conns: Vec<u32>,
-    halves: Vec<Half>,
+    halves: Halves,
     free_halves: Vec<u32>,
     live: u32,
     half_open: u32,
@@ -355,7 +355,7 @@ impl Node {
             up_busy: 0,
             down_busy: 0,
             conns: Vec::new(),
-            halves: Vec::new(),
+            halves: Halves::default(),
             free_halves: Vec::new(),
             live: 0,
             half_open: 0,
@@ -1233,10 +1233,7 @@ impl Shard {
                 node.halves[k as usize] = h;
                 k
             }
-            None => {
-                node.halves.push(h);
-                (node.halves.len() - 1) as u32
-            }
+            None => node.halves.push(h) as u32,
         };
         if node.conns.len() <= conn {
             node.conns.resize(conn + 1, NONE);

@@ -22,6 +22,7 @@
 use std::cell::Cell;
 use std::collections::BTreeSet;
 
+use crate::chunked::Chunked;
 use crate::time::Instant;
 
 use super::Conn;
@@ -29,7 +30,7 @@ use super::types::ConnId;
 
 /// Connections by id, plus an index of their deadlines.
 ///
-/// The connections sit in a slab, found through a sorted list of (id, slot): the Session
+/// The connections sit in a slab ([`Chunked`]: they never move), found through a sorted list of (id, slot): the Session
 /// looks a connection up several times per input (the input, the transmit, the flush), and a
 /// lookup reads only that list (a few hundred bytes, shared by every lookup) before the
 /// connection itself, where a `BTreeMap` walked nodes whose keys sit among 1.5 KiB values.
@@ -43,7 +44,7 @@ pub(super) struct ConnTable {
     /// message, the follow-up, the flush, the transmit), and each search is a chain of
     /// dependent loads. Forgotten when that connection is removed (slots are reused).
     last: Cell<Option<(ConnId, usize)>>,
-    slots: Slots,
+    slots: Chunked<Option<Conn>>,
     /// Empty slots in `slots`, reused first.
     free: Vec<usize>,
     /// (deadline, connection) for every connection as of its last refresh.
@@ -105,9 +106,7 @@ impl ConnTable {
                 }
                 slot
             }
-            None => {
-                self.slots.push(conn)
-            }
+            None => self.slots.push(Some(conn)),
         };
         match self.ids.last() {
             Some(last) if last.0 > id => {
@@ -316,47 +315,12 @@ fn slot_in(
 fn conn_mut<'a>(
     ids: &[(ConnId, usize)],
     last: &Cell<Option<(ConnId, usize)>>,
-    slots: &'a mut Slots,
+    slots: &'a mut Chunked<Option<Conn>>,
     id: &ConnId,
 ) -> Option<&'a mut Conn> {
     slots
         .get_mut(slot_in(ids, last, id)?)
         .and_then(Option::as_mut)
-}
-
-/// Connections per slab chunk.
-const CHUNK: usize = 16;
-
-/// The slab of connections, in chunks of [`CHUNK`] that never move once allocated. A single
-/// `Vec` of 1.5 KiB connections copied all of them at every doubling, into fresh pages:
-/// in a 1,000-node simulated swarm that growth was about 3 % of the run (the copies, the
-/// page faults and the allocator's search for large free pages).
-#[derive(Debug, Default)]
-struct Slots {
-    chunks: Vec<Vec<Option<Conn>>>,
-}
-
-impl Slots {
-    fn get(&self, slot: usize) -> Option<&Option<Conn>> {
-        self.chunks.get(slot / CHUNK)?.get(slot % CHUNK)
-    }
-
-    fn get_mut(&mut self, slot: usize) -> Option<&mut Option<Conn>> {
-        self.chunks.get_mut(slot / CHUNK)?.get_mut(slot % CHUNK)
-    }
-
-    /// Appends `conn` in a new slot (a new chunk when the last is full); returns the slot.
-    fn push(&mut self, conn: Conn) -> usize {
-        let n = self.chunks.len();
-        if let Some(last) = self.chunks.last_mut().filter(|c| c.len() < CHUNK) {
-            last.push(Some(conn));
-            return (n - 1) * CHUNK + last.len() - 1;
-        }
-        let mut chunk = Vec::with_capacity(CHUNK);
-        chunk.push(Some(conn));
-        self.chunks.push(chunk);
-        n * CHUNK
-    }
 }
 
 /// Connections to look at when the current command ends (`Session::flush_touched`). A list
