@@ -4,7 +4,7 @@
 //! hive-sim run SCENARIO.toml|BUILT-IN [--seed N] [--out DIR] [--json] [--record FILE] [knobs]
 //! hive-sim view FILE [--ui ADDR] [--ui-token TOKEN] [--node N]
 //! hive-sim list
-//! hive-sim bench [--huge] [--threads N]
+//! hive-sim bench [--huge] [--repeat N] [--threads N]
 //! ```
 #![forbid(unsafe_code)]
 
@@ -30,7 +30,7 @@ usage:
   hive-sim view FILE [--ui ADDR] [--ui-token TOKEN] [--node N] [--at DUR] [--speed X] [--paused]
                                      replay a record in the swarm view (default 127.0.0.1:8080)
   hive-sim list                      the built-in scenarios
-  hive-sim bench [--huge] [--threads N] [--have-batch DUR]
+  hive-sim bench [--huge] [--repeat N] [--threads N] [--have-batch DUR]
                                      the scale benchmark (flash crowds; --huge adds 10,000 leechers x 100 pieces)
 
   --seed N     the run's seed (default: the scenario's, else 1); same seed, same trace hash
@@ -443,12 +443,21 @@ fn reference_run() -> f64 {
 /// own.
 fn cmd_bench(args: &[String]) -> Result<ExitCode, String> {
     let mut huge = false;
+    let mut repeat = 1usize;
     let mut threads = None;
     let mut have_batch = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--huge" => huge = true,
+            "--repeat" => {
+                let v = value(&mut it, arg)?;
+                repeat = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or_else(|| format!("--repeat {v}: a count of runs from 1 to 100"))?;
+            }
             "--threads" => threads = Some(parse_threads(value(&mut it, arg)?)?.to_string()),
             "--have-batch" => {
                 let v = value(&mut it, arg)?;
@@ -490,38 +499,69 @@ fn cmd_bench(args: &[String]) -> Result<ExitCode, String> {
         "checks"
     );
     let mut ok = true;
+    let mut spreads = Vec::new();
     for (peers, pieces, pl) in configs {
-        let reference = reference_run();
-        let mut cmd = std::process::Command::new(&exe);
-        cmd.args(["bench-one", "--ref", &reference.to_string()]);
-        if let Some(n) = &threads {
-            cmd.args(["--threads", n]);
+        let mut walls = Vec::new();
+        for _ in 0..repeat {
+            let row = (peers, pieces, pl);
+            let (success, wall) = bench_row(&exe, row, threads.as_deref(), have_batch.as_deref())?;
+            ok &= success;
+            walls.extend(wall);
         }
-        if let Some(d) = &have_batch {
-            cmd.args(["--have-batch", d]);
+        walls.sort_by(f64::total_cmp);
+        if let (Some(min), Some(max)) = (walls.first(), walls.last()) {
+            let median = walls.get(walls.len() / 2).copied().unwrap_or(*min);
+            spreads.push(format!(
+                "{peers} x {pieces} x {pl}: wall min {min:.1} s, median {median:.1} s, max {max:.1} s over {} runs",
+                walls.len()
+            ));
         }
-        let status = cmd
-            .args([
-                "flash-crowd",
-                "--peers",
-                peers,
-                "--pieces",
-                pieces,
-                "--piece-length",
-                pl,
-                "--seed",
-                "1",
-            ])
-            .status()
-            .map_err(|e| e.to_string())?;
-        ok &= status.success();
     }
     println!("(last done: virtual seconds until the last leecher completed)");
+    if repeat > 1 {
+        for line in spreads {
+            println!("{line}");
+        }
+    }
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Runs one benchmark row in a child process (so that its peak RSS is its own), after its own
+/// reference run; prints the child's line and returns whether its checks passed and its wall
+/// time.
+fn bench_row(
+    exe: &std::path::Path,
+    (peers, pieces, piece_length): (&str, &str, &str),
+    threads: Option<&str>,
+    have_batch: Option<&str>,
+) -> Result<(bool, Option<f64>), String> {
+    let reference = reference_run();
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["bench-one", "--ref", &reference.to_string()]);
+    if let Some(n) = threads {
+        cmd.args(["--threads", n]);
+    }
+    if let Some(d) = have_batch {
+        cmd.args(["--have-batch", d]);
+    }
+    let child = cmd
+        .args(["flash-crowd", "--peers", peers, "--pieces", pieces])
+        .args(["--piece-length", piece_length, "--seed", "1"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let line = String::from_utf8_lossy(&child.stdout);
+    print!("{line}");
+    Ok((child.status.success(), row_wall(&line)))
+}
+
+/// The wall time of a `bench-one` line: its sixth word (the piece size takes two).
+fn row_wall(line: &str) -> Option<f64> {
+    line.split_whitespace().nth(5)?.parse().ok()
 }
 
 fn main() -> ExitCode {
@@ -549,5 +589,19 @@ fn main() -> ExitCode {
             eprintln!("hive-sim: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::row_wall;
+
+    /// `bench --repeat` reads each row's wall time back from the line `bench-one` printed.
+    #[test]
+    fn the_wall_time_is_read_from_a_row() {
+        let row = "    1000   1000  16.0 KiB       2      31.4    1.45   21.6   14780264      470954    536 MiB      44.4     ok";
+        assert_eq!(row_wall(row), Some(31.4));
+        assert_eq!(row_wall("  FAIL something"), None);
+        assert_eq!(row_wall(""), None);
     }
 }
