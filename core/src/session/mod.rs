@@ -1225,7 +1225,12 @@ impl Session {
     fn on_received(&mut self, now: Instant, id: ConnId, mut data: &[u8], shared: Option<&Bytes>) {
         self.touched.insert(id);
         loop {
-            let Some(conn) = self.conns.get_mut(&id) else {
+            // Taken without noting it dirty: bytes that complete no message, and a `have`,
+            // only move the connection's deadlines later (its idle timer), which leaves its
+            // index entry a lower bound (conns.rs); a refresh would re-read the deadline, and
+            // the timeouts and the request pipeline behind it, only to keep the entry. Every
+            // other message notes it below. Most inputs of a large swarm are single haves.
+            let Some(conn) = self.conns.get_mut_later(&id) else {
                 return;
             };
             let tid = conn.torrent;
@@ -1240,9 +1245,13 @@ impl Session {
                     return;
                 }
             };
+            let later_only = matches!(event, PeerEvent::Have(_));
             let torrent = tid.and_then(|t| self.torrents.get_mut(&t));
             let follow = apply_event(now, torrent, key, fast, &event, shared, &mut self.outputs);
             drop(event);
+            if !later_only {
+                self.conns.mark_dirty(&id);
+            }
             self.follow_up(now, id, follow);
         }
     }
