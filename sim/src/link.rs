@@ -283,12 +283,14 @@ impl Halves {
 impl Index<usize> for Halves {
     type Output = Half;
 
+    #[inline]
     fn index(&self, slot: usize) -> &Half {
         self.0.get(slot).expect("connection half slot out of range")
     }
 }
 
 impl IndexMut<usize> for Halves {
+    #[inline]
     fn index_mut(&mut self, slot: usize) -> &mut Half {
         self.0
             .get_mut(slot)
