@@ -171,6 +171,10 @@ pub struct PeerList {
     config: PeerListConfig,
     entries: BTreeMap<SocketAddr, Entry>,
     candidates: BTreeSet<CandidateKey>,
+    /// `candidates.first()`, kept by `index` and `unindex`: a Session asks for the next
+    /// address after every input while a torrent has a free connection slot, and the tree
+    /// walk to the first key was a few cache misses each time.
+    first: Option<CandidateKey>,
     evictable: BTreeSet<EvictKey>,
     banned: BTreeMap<IpAddr, u64>,
     ban_order: BTreeMap<u64, IpAddr>,
@@ -197,6 +201,7 @@ impl PeerList {
             config,
             entries: BTreeMap::new(),
             candidates: BTreeSet::new(),
+            first: None,
             evictable: BTreeSet::new(),
             banned: BTreeMap::new(),
             ban_order: BTreeMap::new(),
@@ -323,7 +328,7 @@ impl PeerList {
     /// The next address to dial, now marked connecting; `None` when no candidate is ready.
     /// Report the result with [`PeerList::connected`] or [`PeerList::connect_failed`].
     pub fn next_to_connect(&mut self, now: Instant) -> Option<SocketAddr> {
-        let &(class, at, _, addr) = self.candidates.first()?;
+        let (class, at, _, addr) = self.first?;
         if class != 0 && at > now {
             return None;
         }
@@ -334,7 +339,7 @@ impl PeerList {
     /// When a waiting address becomes a candidate; a time at or before now means a candidate
     /// is ready (call [`PeerList::next_to_connect`] when there is a free connection slot).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.candidates.first().map(|&(_, at, _, _)| at)
+        self.first.map(|(_, at, _, _)| at)
     }
 
     /// Dialling `addr` failed: wait `base · 2^(failures-1)` (capped), or give it up.
@@ -473,6 +478,9 @@ impl PeerList {
         let (candidate, evict) = Self::keys(addr, e);
         if let Some(k) = candidate {
             self.candidates.insert(k);
+            if self.first.is_none_or(|f| k < f) {
+                self.first = Some(k);
+            }
         }
         if let Some(k) = evict {
             self.evictable.insert(k);
@@ -483,6 +491,9 @@ impl PeerList {
         let (candidate, evict) = Self::keys(addr, e);
         if let Some(k) = candidate {
             self.candidates.remove(&k);
+            if self.first == Some(k) {
+                self.first = self.candidates.first().copied();
+            }
         }
         if let Some(k) = evict {
             self.evictable.remove(&k);
@@ -794,6 +805,7 @@ mod tests {
                     evictable.extend(v);
                 }
                 prop_assert_eq!(&candidates, &l.candidates);
+                prop_assert_eq!(l.first, l.candidates.first().copied());
                 prop_assert_eq!(&evictable, &l.evictable);
             }
         }
