@@ -48,7 +48,7 @@ pub(super) struct ConnTable {
     /// Empty slots in `slots`, reused first.
     free: Vec<usize>,
     /// (deadline, connection) for every connection as of its last refresh.
-    index: BTreeSet<(Instant, ConnId)>,
+    index: DeadlineIndex,
     /// Connections handed out mutably since the last refresh, each once (`Conn::dirty`);
     /// emptied by every drain.
     dirty: Vec<ConnId>,
@@ -187,7 +187,7 @@ impl ConnTable {
 
     /// Moves `c`'s entry to `deadline`.
     fn reindex(
-        index: &mut BTreeSet<(Instant, ConnId)>,
+        index: &mut DeadlineIndex,
         id: ConnId,
         c: &mut Conn,
         deadline: Option<Instant>,
@@ -207,11 +207,15 @@ impl ConnTable {
     /// The earliest connection deadline (call [`ConnTable::refresh`] first for an exact answer
     /// cheaply; without it this scans the dirty connections).
     pub(super) fn earliest(&self) -> Instant {
-        let indexed = self
-            .index
-            .iter()
-            .find(|(_, id)| !self.dirty.contains(id))
-            .map_or(Instant::MAX, |(d, _)| *d);
+        let indexed = match self.index.first() {
+            Some((d, _)) if self.dirty.is_empty() => d,
+            _ => self
+                .index
+                .set
+                .iter()
+                .find(|(_, id)| !self.dirty.contains(id))
+                .map_or(Instant::MAX, |(d, _)| *d),
+        };
         self.dirty
             .iter()
             .filter_map(|id| self.get(id).and_then(|c| c.peer.next_deadline()))
@@ -223,7 +227,7 @@ impl ConnTable {
     pub(super) fn due(&mut self, now: Instant) -> Vec<ConnId> {
         self.refresh();
         let mut due = Vec::new();
-        while let Some(&(d, id)) = self.index.first() {
+        while let Some((d, id)) = self.index.first() {
             if d > now {
                 break;
             }
@@ -275,7 +279,7 @@ impl ConnTable {
                 ));
             }
             if let Some(d) = c.indexed {
-                if !self.index.contains(&(d, *id)) {
+                if !self.index.set.contains(&(d, *id)) {
                     return Err(format!(
                         "conn {id:?}: deadline {d:?} missing from the index"
                     ));
@@ -283,13 +287,45 @@ impl ConnTable {
             }
         }
         let expected = self.values().filter(|c| c.indexed.is_some()).count();
-        if self.index.len() != expected {
+        if self.index.first != self.index.set.first().copied() {
+            return Err("deadline index: its remembered first entry is stale".into());
+        }
+        if self.index.set.len() != expected {
             return Err(format!(
                 "deadline index has {} entries for {expected} connections with a deadline",
-                self.index.len()
+                self.index.set.len()
             ));
         }
         Ok(())
+    }
+}
+
+/// (deadline, connection) for every connection with a deadline, and the first of them at hand:
+/// every drain asks for the earliest, and the walk down the tree to it was a few cache
+/// misses per input.
+#[derive(Debug, Default)]
+struct DeadlineIndex {
+    set: BTreeSet<(Instant, ConnId)>,
+    first: Option<(Instant, ConnId)>,
+}
+
+impl DeadlineIndex {
+    fn first(&self) -> Option<(Instant, ConnId)> {
+        self.first
+    }
+
+    fn insert(&mut self, entry: (Instant, ConnId)) {
+        self.set.insert(entry);
+        if self.first.is_none_or(|f| entry < f) {
+            self.first = Some(entry);
+        }
+    }
+
+    fn remove(&mut self, entry: &(Instant, ConnId)) {
+        self.set.remove(entry);
+        if self.first.as_ref() == Some(entry) {
+            self.first = self.set.first().copied();
+        }
     }
 }
 
