@@ -29,7 +29,6 @@ pub mod announce;
 pub mod bencode;
 pub mod bitfield;
 pub mod choker;
-pub mod chunked;
 pub mod create;
 mod fifo;
 pub mod limit;

@@ -5,6 +5,7 @@
 //! and tracker requests, watches the wire, and measures. See the README's hive-sim section.
 #![forbid(unsafe_code)]
 
+mod chunked;
 pub mod engine;
 mod link;
 mod queue;

@@ -6,8 +6,9 @@ use std::ops::{Index, IndexMut};
 
 use bytes::Bytes;
 use hive_core::bitfield::Bitfield;
-use hive_core::chunked::Chunked;
 use hive_core::wire::{DecoderLimits, FrameDecoder, HANDSHAKE_LEN, id};
+
+use crate::chunked::Chunked;
 
 /// Bytes in flight. Most segments are a have or a few requests: those travel inline, so that
 /// they cost no allocation. Blocks travel as the `Bytes` the sender's disk read gave (slices of

@@ -22,7 +22,6 @@
 use std::cell::Cell;
 use std::collections::BTreeSet;
 
-use crate::chunked::Chunked;
 use crate::time::Instant;
 
 use super::Conn;
@@ -30,7 +29,7 @@ use super::types::ConnId;
 
 /// Connections by id, plus an index of their deadlines.
 ///
-/// The connections sit in a slab ([`Chunked`]: they never move), found through a sorted list of (id, slot): the Session
+/// The connections sit in a slab, found through a sorted list of (id, slot): the Session
 /// looks a connection up several times per input (the input, the transmit, the flush), and a
 /// lookup reads only that list (a few hundred bytes, shared by every lookup) before the
 /// connection itself, where a `BTreeMap` walked nodes whose keys sit among 1.5 KiB values.
@@ -44,7 +43,7 @@ pub(super) struct ConnTable {
     /// message, the follow-up, the flush, the transmit), and each search is a chain of
     /// dependent loads. Forgotten when that connection is removed (slots are reused).
     last: Cell<Option<(ConnId, usize)>>,
-    slots: Chunked<Option<Conn>>,
+    slots: Vec<Option<Conn>>,
     /// Empty slots in `slots`, reused first.
     free: Vec<usize>,
     /// (deadline, connection) for every connection as of its last refresh.
@@ -106,7 +105,10 @@ impl ConnTable {
                 }
                 slot
             }
-            None => self.slots.push(Some(conn)),
+            None => {
+                self.slots.push(Some(conn));
+                self.slots.len() - 1
+            }
         };
         match self.ids.last() {
             Some(last) if last.0 > id => {
@@ -186,12 +188,7 @@ impl ConnTable {
     }
 
     /// Moves `c`'s entry to `deadline`.
-    fn reindex(
-        index: &mut DeadlineIndex,
-        id: ConnId,
-        c: &mut Conn,
-        deadline: Option<Instant>,
-    ) {
+    fn reindex(index: &mut DeadlineIndex, id: ConnId, c: &mut Conn, deadline: Option<Instant>) {
         if c.indexed == deadline {
             return;
         }
@@ -351,7 +348,7 @@ fn slot_in(
 fn conn_mut<'a>(
     ids: &[(ConnId, usize)],
     last: &Cell<Option<(ConnId, usize)>>,
-    slots: &'a mut Chunked<Option<Conn>>,
+    slots: &'a mut [Option<Conn>],
     id: &ConnId,
 ) -> Option<&'a mut Conn> {
     slots
