@@ -269,7 +269,7 @@ pub(crate) struct Half {
     pub decoder: FrameDecoder,
 }
 
-/// A node's connection halves by slot, in chunks that never move (`hive_core::chunked`): a
+/// A node's connection halves by slot, in chunks that never move (`crate::chunked`): a
 /// `Vec` of 448-byte halves copied them all at every doubling.
 #[derive(Debug, Default)]
 pub(crate) struct Halves(Chunked<Half>);
