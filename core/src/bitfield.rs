@@ -198,6 +198,23 @@ impl Bitfield {
         }
     }
 
+    /// Sets every index set in `other` (up to the shorter length), a byte at a time.
+    pub fn union_with(&mut self, other: &Bitfield) {
+        for (mine, theirs) in self.bytes.iter_mut().zip(&other.bytes) {
+            let before = mine.count_ones();
+            *mine |= theirs;
+            self.ones += mine.count_ones() - before;
+        }
+        // `other` may be longer: its bits past our length are not ours.
+        if let Some(last) = self.bytes.last_mut() {
+            let spare = !last_byte_mask(self.len);
+            if *last & spare != 0 {
+                self.ones -= (*last & spare).count_ones();
+                *last &= !spare;
+            }
+        }
+    }
+
     /// Whether `self` and `other` share a set index (a word at a time).
     pub fn intersects(&self, other: &Bitfield) -> bool {
         self.bytes
@@ -387,7 +404,8 @@ mod tests {
             prop_assert_eq!(back, b);
         }
 
-        /// `iter_common` and `intersects` agree with `get` on both, lengths unequal too.
+        /// `iter_common`, `intersects` and `union_with` agree with `get` on both, lengths
+        /// unequal too.
         #[test]
         fn common_indices_match_get(
             a in proptest::collection::vec(any::<bool>(), 0..300),
@@ -406,6 +424,13 @@ mod tests {
             prop_assert_eq!(x.iter_common(&y).collect::<Vec<_>>(), want.clone());
             prop_assert_eq!(y.iter_common(&x).collect::<Vec<_>>(), want.clone());
             prop_assert_eq!(x.intersects(&y), !want.is_empty());
+            // The union: every index set in either (within our length), counted right.
+            let mut u = x.clone();
+            u.union_with(&y);
+            let want: Vec<u32> = (0..a.len() as u32).filter(|&i| x.get(i) || y.get(i)).collect();
+            prop_assert_eq!(u.iter_ones().collect::<Vec<_>>(), want.clone());
+            prop_assert_eq!(u.count_ones() as usize, want.len());
+            prop_assert_eq!(u.len(), x.len());
         }
     }
 }

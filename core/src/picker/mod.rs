@@ -799,11 +799,7 @@ impl Picker {
         match self.peers.get(&peer).map(|p| &p.has) {
             // A seed stays one: recounting it would change nothing.
             Some(Has::All) => return Ok(self.is_interesting(peer)),
-            Some(Has::Pieces(old)) => {
-                for piece in old.iter_ones() {
-                    merged.set(piece);
-                }
-            }
+            Some(Has::Pieces(old)) => merged.union_with(old),
             None => {}
         }
         let has = if merged.all() {
