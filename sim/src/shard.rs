@@ -17,7 +17,7 @@ use hive_core::piece_hash::hash_piece;
 use hive_core::rng::Rng;
 use hive_core::session::{ConnId, Event, Input, Output, Session, SessionConfig, TorrentId};
 use hive_core::time::Instant;
-use hive_core::wire::{BlockRequest, DecoderLimits, FrameDecoder, Message, id};
+use hive_core::wire::{BlockRequest, DecoderLimits, FrameDecoder, Message};
 
 use crate::engine::{LISTEN_PORT, NodeRecord, node_ip, node_of_ip};
 use crate::link::{COALESCE, Half, Halves, NO_CONN, Payload, Tail, runs};
@@ -1780,21 +1780,6 @@ impl Shard {
             skip -= k;
             let mut input = &chunk[k..];
             loop {
-                // Most frames are haves, whole in the chunk: checked here as the decoder would
-                // (length 5, a piece of the torrent), without a call into it. Anything else,
-                // a frame split across writes included, goes through the decoder.
-                if let Some((&[0, 0, 0, 5, id::HAVE, a, b, c, d], rest)) =
-                    input.split_first_chunk::<9>()
-                {
-                    if me.decoder.buffered() == 0
-                        && !me.decoder.is_failed()
-                        && u32::from_be_bytes([a, b, c, d]) < pc
-                    {
-                        input = rest;
-                        self.bounds.push(base + chunk.len() - input.len());
-                        continue;
-                    }
-                }
                 let msg = match me.decoder.decode(&mut input) {
                     Ok(Some(m)) => m,
                     Ok(None) => break,
