@@ -172,7 +172,9 @@ struct State {
     peer_availability_open: bool,
     /// We may still send ours.
     our_availability_open: bool,
-    outgoing: bool,
+    /// `cfg.have_batch` is not zero, kept here where every `have` sent reads it: the config
+    /// sits lines away (cachegrind, 300-node flash crowd: 9 % fewer last-level read misses).
+    batch_haves: bool,
     negotiated: Reserved,
     last_received: Instant,
     last_sent: Instant,
@@ -193,19 +195,23 @@ struct State {
     // The config's timeouts are read for every deadline and the meter's scalars for every
     // request sent; their cold tails (the rest of the config, the ring) follow them.
     cfg: PeerConfig,
+    // What every choke call reads of every peer (`choker_stats`), next to the download
+    // meter's scalars instead of spread over the tail: a large swarm has an interim choke
+    // call every few hundred milliseconds (cachegrind, 300 nodes: 2 % fewer misses).
+    created_at: Instant,
+    connected_at: Option<Instant>,
+    unchoked_at: Option<Instant>,
+    interested_at: Option<Instant>,
     download: RateMeter,
 
     // Read by requests served, blocks, choking and the handshake.
     handed_out_bytes: usize,
+    outgoing: bool,
     upload: RateMeter,
     peer_ip: Option<IpAddr>,
-    created_at: Instant,
-    connected_at: Option<Instant>,
     peer_id: Option<[u8; 20]>,
     peer_reserved: Reserved,
     client: Option<String>,
-    unchoked_at: Option<Instant>,
-    interested_at: Option<Instant>,
     requests_while_choked: usize,
     allowed_fast_given: Vec<u32>,
     /// Reused list for `Choked::released` and `RequestsTimedOut`.
@@ -467,7 +473,7 @@ impl PeerConn {
             if index >= st.torrent.piece_count() {
                 return Err(misuse("send_have() for a piece index past the piece count"));
             }
-            if st.cfg.have_batch.is_zero() {
+            if !st.batch_haves {
                 st.send_other(now, &Message::Have(index))?;
                 return Ok(HaveSent::Queued);
             }
@@ -949,6 +955,9 @@ impl PeerConn {
                 return Err(format!("{what}: {len} > bound {max}"));
             }
         }
+        if st.batch_haves == st.cfg.have_batch.is_zero() {
+            return Err("batch_haves disagrees with the config's have_batch".into());
+        }
         if st.held_since.is_some() == st.held_haves.is_empty() {
             return Err(format!(
                 "held haves: {} held, batch started {:?}",
@@ -1166,6 +1175,7 @@ impl State {
             pipeline: Pipeline::new(&cfg),
             torrent,
             outgoing,
+            batch_haves: !cfg.have_batch.is_zero(),
             phase: Phase::Handshaking,
             peer_ip,
             created_at: now,
