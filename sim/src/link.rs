@@ -367,6 +367,11 @@ impl Announced {
         self.bits = Some(bits);
     }
 
+    /// A word of what a `have` received writes; see `Shard::prefetch_node`.
+    pub(crate) fn prefetch(&self) -> usize {
+        self.len
+    }
+
     /// Piece `p` was announced.
     pub(crate) fn has(&self, p: u32) -> bool {
         self.pending[..self.len].contains(&p) || self.bits.as_ref().is_some_and(|b| b.get(p))
@@ -410,6 +415,11 @@ impl Default for RxScan {
 }
 
 impl RxScan {
+    /// A word of what a scan reads first; see `Shard::prefetch_node`.
+    pub(crate) fn prefetch(&self) -> usize {
+        self.skip + self.body_left
+    }
+
     /// Scans received bytes: applies announcements to `announced` and returns the piece
     /// payload bytes they carry.
     pub(crate) fn scan(

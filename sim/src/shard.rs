@@ -308,6 +308,11 @@ impl Inbox {
         }
     }
 
+    /// Every queued event, in no particular order.
+    fn iter(&self) -> impl Iterator<Item = &Queued> {
+        self.heap.iter().chain(&self.fifo)
+    }
+
     fn pop(&mut self) -> Option<Queued> {
         if self.fifo_first() {
             self.fifo.pop_front()
@@ -757,9 +762,34 @@ impl Shard {
         Ok(())
     }
 
+    /// Reads the connection halves and connections that node `l`'s deliveries before `end`
+    /// will use (see `Session::prefetch`): a node's batch is a handful of segments from as
+    /// many peers, each one's half and connection cold, and a delivery is a long chain of
+    /// dependent work, so the misses of one never overlapped with those of the next.
+    fn prefetch_node(&self, l: usize, end: u64) {
+        let node = &self.nodes[l];
+        let Some(s) = node.session.as_deref() else {
+            return;
+        };
+        let mut sum = 0usize;
+        for q in node.queue.iter() {
+            let conn = match &q.ev {
+                Ev::Data { conn, .. } | Ev::Deliver { conn, .. } if q.at < end => *conn,
+                _ => continue,
+            };
+            if let Some(slot) = self.half_slot(l, conn) {
+                let h = &node.halves[slot];
+                sum += h.rx_pending as usize + h.rx.prefetch() + h.peer_announced.prefetch();
+            }
+            sum += s.prefetch(ConnId(conn));
+        }
+        std::hint::black_box(sum);
+    }
+
     /// Runs node `l`'s events and deadlines before `end`, then sends the tails that can no
     /// longer grow and takes the record's samples due.
     fn run_node(&mut self, ctx: &Ctx, l: usize, end: u64, steps: &mut u64) -> Result<(), String> {
+        self.prefetch_node(l, end);
         loop {
             let node = &self.nodes[l];
             let d = node.deadline;

@@ -491,6 +491,12 @@ impl PeerConn {
         })
     }
 
+    /// Reads a word from each cache line that bytes received touch first (the decoder and
+    /// the state's head), and returns their sum; see `Session::prefetch`.
+    pub(crate) fn prefetch_for_receive(&self) -> usize {
+        usize::from(self.decoder.is_failed()) + usize::from(self.st.peer_choking)
+    }
+
     /// Haves held for a batch, not yet in the send buffer.
     pub fn held_haves(&self) -> &[u32] {
         &self.st.held_haves

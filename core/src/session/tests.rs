@@ -1562,3 +1562,18 @@ fn blocks_travel_from_disk_to_disk_without_a_copy() {
     assert_eq!(sent_copied, sent_chunked);
     assert_eq!((written, shared), (8 + 1, 0));
 }
+
+/// `prefetch` only reads: a joined connection gives a non-zero sum, an unknown one zero, and
+/// neither leaves an output or changes what the peer sees.
+#[test]
+fn prefetch_reads_and_changes_nothing() {
+    let (mut raw, ih) = Raw::leecher(100_000);
+    let t = raw.session.torrents().next().unwrap();
+    raw.handshake(ih);
+    raw.send(&frame(4, &1u32.to_be_bytes()));
+    let before = format!("{:?}", raw.session.peer_snapshots(t));
+    assert!(raw.session.prefetch(raw.conn) > 0);
+    assert_eq!(raw.session.prefetch(ConnId(u64::MAX)), 0);
+    assert!(matches!(raw.session.poll_output(), Output::Timeout(_)));
+    assert_eq!(format!("{:?}", raw.session.peer_snapshots(t)), before);
+}
