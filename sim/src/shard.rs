@@ -762,9 +762,10 @@ impl Shard {
         Ok(())
     }
 
-    /// Reads the connection halves and connections that node `l`'s deliveries before `end`
-    /// will use (see `Session::prefetch`): a node's batch is a handful of segments from as
-    /// many peers, each one's half and connection cold, and a delivery is a long chain of
+    /// Reads the connection halves, connections and picker records that node `l`'s
+    /// deliveries before `end` will use (see `Session::prefetch`): a node's batch is a
+    /// handful of segments from as many peers, each one's half and connection cold, and the
+    /// record of each piece they announce a random line; a delivery is a long chain of
     /// dependent work, so the misses of one never overlapped with those of the next.
     fn prefetch_node(&self, l: usize, end: u64) {
         let node = &self.nodes[l];
@@ -773,8 +774,10 @@ impl Shard {
         };
         let mut sum = 0usize;
         for q in node.queue.iter() {
-            let conn = match &q.ev {
-                Ev::Data { conn, .. } | Ev::Deliver { conn, .. } if q.at < end => *conn,
+            let (conn, data) = match &q.ev {
+                Ev::Data { conn, data, .. } | Ev::Deliver { conn, data, .. } if q.at < end => {
+                    (*conn, data)
+                }
                 _ => continue,
             };
             if let Some(slot) = self.half_slot(l, conn) {
@@ -782,6 +785,7 @@ impl Shard {
                 sum += h.rx_pending as usize + h.rx.prefetch() + h.peer_announced.prefetch();
             }
             sum += s.prefetch(ConnId(conn));
+            sum += s.prefetch_haves(node.torrent, data.parts().next().unwrap_or_default());
         }
         std::hint::black_box(sum);
     }

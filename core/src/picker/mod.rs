@@ -657,6 +657,12 @@ impl Picker {
         self.peers.get(&peer).is_some_and(|p| p.has.has(piece))
     }
 
+    /// Reads `piece`'s record (what [`Picker::peer_have`] touches first); see
+    /// `Session::prefetch_haves`.
+    pub fn prefetch_piece(&self, piece: u32) -> usize {
+        self.avail_at(piece).unwrap_or(0) as usize
+    }
+
     /// Whether `peer` is known as a seed (have-all or a full bitfield).
     pub fn is_seed(&self, peer: PeerKey) -> bool {
         self.peers.get(&peer).is_some_and(|p| p.has == Has::All)

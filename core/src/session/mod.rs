@@ -614,6 +614,32 @@ impl Session {
             .map_or(0, |c| usize::from(c.joined) + c.peer.prefetch_for_receive())
     }
 
+    /// Like [`Session::prefetch`], for the picker's records of the pieces that the `have`
+    /// frames at the start of `bytes` name, in `torrent` (at most eight; a guess if `bytes`
+    /// does not start at a frame). Every `have` received reads its piece's record, a line
+    /// picked at random from the torrent's.
+    pub fn prefetch_haves(&self, torrent: TorrentId, bytes: &[u8]) -> usize {
+        let Some(t) = self.torrents.get(&torrent) else {
+            return 0;
+        };
+        let mut rest = bytes;
+        let mut sum = 0;
+        for _ in 0..8 {
+            let Some((head, tail)) = rest.split_first_chunk::<9>() else {
+                break;
+            };
+            let [l0, l1, l2, l3, kind, p0, p1, p2, p3] = *head;
+            if u32::from_be_bytes([l0, l1, l2, l3]) != 5 || kind != crate::wire::id::HAVE {
+                break;
+            }
+            sum += t
+                .picker
+                .prefetch_piece(u32::from_be_bytes([p0, p1, p2, p3]));
+            rest = tail;
+        }
+        sum
+    }
+
     /// Feeds one input at time `now`. Drain [`Session::poll_output`] before the next one.
     pub fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), SessionError> {
         self.begin_command(now)?;

@@ -1574,6 +1574,10 @@ fn prefetch_reads_and_changes_nothing() {
     let before = format!("{:?}", raw.session.peer_snapshots(t));
     assert!(raw.session.prefetch(raw.conn) > 0);
     assert_eq!(raw.session.prefetch(ConnId(u64::MAX)), 0);
+    // Piece 1 is announced once: its availability is 1, and a have frame naming it reads that.
+    let have = frame(4, &1u32.to_be_bytes());
+    assert_eq!(raw.session.prefetch_haves(t, &have), 1);
+    assert_eq!(raw.session.prefetch_haves(t, &frame(0, &[])), 0);
     assert!(matches!(raw.session.poll_output(), Output::Timeout(_)));
     assert_eq!(format!("{:?}", raw.session.peer_snapshots(t)), before);
 }
