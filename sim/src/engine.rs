@@ -73,7 +73,8 @@
 //! causes at another node or the tracker lands after the window: a shard runs its window
 //! node by node (all of one node's events, then the next node's), which keeps a Session in
 //! cache while it works through its batch (10-15 % faster than time order across the
-//! shard's nodes, 1,000 nodes); what goes to another shard waits in mailboxes, and the next
+//! shard's nodes, 1,000 nodes), and lets the shard read ahead what the batch's deliveries
+//! will touch, so that their cache misses overlap (`Shard::prefetch_node`); what goes to another shard waits in mailboxes, and the next
 //! window starts with each shard taking its mail in source-shard order. With a zero
 //! lookahead the windows are rounds at one instant. Everything global (pieces available,
 //! completions, failures, the series, the record's lines) is merged at the barrier between
