@@ -625,7 +625,14 @@ impl Shard {
         self.seq += 1;
         let seq = self.seq;
         if let Some(i) = ev.dest() {
-            self.nodes[ctx.local(i)].queue.push(Queued { at, seq, ev });
+            let queue = &mut self.nodes[ctx.local(i)].queue;
+            let q = Queued { at, seq, ev };
+            // The node's downlink serialises its deliveries (`down_busy` and `now` only grow).
+            if matches!(q.ev, Ev::Deliver { .. }) {
+                queue.push_in_order(q);
+            } else {
+                queue.push(q);
+            }
             return;
         }
         let slot = match self.free_slots.pop() {
@@ -1787,14 +1794,7 @@ impl Shard {
         let h = &mut node.halves[slot];
         if done > now || h.rx_pending > 0 {
             h.rx_pending += 1;
-            // `down_busy` only grows, and so does `now`: in order.
-            self.seq += 1;
-            let q = Queued {
-                at: done.max(now),
-                seq: self.seq,
-                ev: Ev::Deliver { to: j, conn, data },
-            };
-            self.nodes[l].queue.push_in_order(q);
+            self.push(ctx, done.max(now), Ev::Deliver { to: j, conn, data });
             return;
         }
         self.deliver(ctx, l, slot, data);

@@ -60,7 +60,7 @@ use crate::picker::{
 use crate::rate::RateMeter;
 use crate::rng::Rng;
 use crate::time::Instant;
-use crate::wire::BlockRequest;
+use crate::wire::{BlockRequest, DecoderLimits, Message};
 
 use conns::{ConnTable, Touched};
 use torrent::Torrent;
@@ -615,9 +615,9 @@ impl Session {
     }
 
     /// Like [`Session::prefetch`], for the picker's records of the pieces that the `have`
-    /// frames at the start of `bytes` name, in `torrent` (at most eight; a guess if `bytes`
-    /// does not start at a frame). Every `have` received reads its piece's record, a line
-    /// picked at random from the torrent's.
+    /// frames at the start of `bytes` name, in `torrent` (at most eight; it stops at the first
+    /// other frame, and guesses if `bytes` does not start at a frame). Every `have` received
+    /// reads its piece's record, a line picked at random from the torrent's.
     pub fn prefetch_haves(&self, torrent: TorrentId, bytes: &[u8]) -> usize {
         let Some(t) = self.torrents.get(&torrent) else {
             return 0;
@@ -625,16 +625,17 @@ impl Session {
         let mut rest = bytes;
         let mut sum = 0;
         for _ in 0..8 {
-            let Some((head, tail)) = rest.split_first_chunk::<9>() else {
+            let Some((len, tail)) = rest.split_first_chunk::<4>() else {
                 break;
             };
-            let [l0, l1, l2, l3, kind, p0, p1, p2, p3] = *head;
-            if u32::from_be_bytes([l0, l1, l2, l3]) != 5 || kind != crate::wire::id::HAVE {
+            let Some((body, tail)) = tail.split_at_checked(u32::from_be_bytes(*len) as usize)
+            else {
                 break;
-            }
-            sum += t
-                .picker
-                .prefetch_piece(u32::from_be_bytes([p0, p1, p2, p3]));
+            };
+            let Ok(Message::Have(piece)) = Message::parse(body, &DecoderLimits::DEFAULT) else {
+                break;
+            };
+            sum += t.picker.prefetch_piece(piece);
             rest = tail;
         }
         sum
