@@ -336,6 +336,12 @@ impl PeerList {
         Some(addr)
     }
 
+    /// Whether [`PeerList::next_to_connect`] would give an address now.
+    pub fn has_candidate(&self, now: Instant) -> bool {
+        self.first
+            .is_some_and(|(class, at, _, _)| class == 0 || at <= now)
+    }
+
     /// When a waiting address becomes a candidate; a time at or before now means a candidate
     /// is ready (call [`PeerList::next_to_connect`] when there is a free connection slot).
     pub fn next_deadline(&self) -> Option<Instant> {

@@ -67,3 +67,19 @@ impl Trace {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Trace;
+
+    /// Words are LEB128: seven bits a byte, low first, the top bit set on all but the last.
+    #[test]
+    fn words_are_leb128() {
+        let mut t = Trace::default();
+        t.add(&[0, 127, 128, 300, u64::MAX]);
+        let mut want = vec![0x00, 0x7f, 0x80, 0x01, 0xac, 0x02];
+        want.extend([0xff; 9]);
+        want.push(0x01);
+        assert_eq!(t.buf, want);
+    }
+}

@@ -1046,8 +1046,6 @@ impl Session {
     }
 
     fn torrent_timers(&mut self, now: Instant, id: TorrentId) {
-        let listen_port = self.config.listen_port;
-        let peer_id = self.peer_id;
         let Some(t) = self.torrents.get_mut(&id) else {
             return;
         };
@@ -1056,8 +1054,8 @@ impl Session {
         if t.announcer.wants_poll(now) {
             let stats = AnnounceStats {
                 info_hash: t.info.info_hash,
-                peer_id,
-                port: listen_port,
+                peer_id: self.peer_id,
+                port: self.config.listen_port,
                 uploaded: t.uploaded,
                 downloaded: t.downloaded,
                 left: if t.announcer.is_done() { 0 } else { t.left() },
@@ -1112,6 +1110,13 @@ impl Session {
         if t.state != TorrentState::Running {
             return;
         }
+        // Most inputs leave the choker and the dialler with nothing to do: asked here, on the
+        // torrent in hand, rather than by each looking the torrent up again to find that out.
+        let choke_due = t.choke_dirty || t.choker.next_deadline() <= now;
+        let may_connect = t.conns.len() < self.config.max_connections_per_torrent
+            && t.peers.has_candidate(now)
+            && self.half_open < self.config.max_half_open
+            && self.conns.len() < self.config.max_connections;
         let stats_due = !self.config.stats_interval.is_zero() && t.next_stats <= now;
         if stats_due {
             t.next_stats = now + self.config.stats_interval;
@@ -1120,8 +1125,13 @@ impl Session {
                 self.outputs.push_back(Output::Event(Event::Stats(stats)));
             }
         }
-        self.rechoke(now, id, false);
-        self.connect_more(now, id);
+        if choke_due {
+            // Choking can close connections: the dialler then asks afresh.
+            self.rechoke(now, id, false);
+            self.connect_more(now, id);
+        } else if may_connect {
+            self.connect_more(now, id);
+        }
     }
 
     /// Opens connections to known peers while the limits allow.
