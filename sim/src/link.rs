@@ -35,21 +35,56 @@ pub(crate) const COALESCE: usize = 1024;
 
 /// The runs of a written stream in order: control bytes and blocks (`Some`), as the Session's
 /// `poll_transmit_parts` gives them (blocks spliced into the control bytes at offsets).
-pub(crate) fn runs<'a>(
+pub(crate) fn runs<'a>(ctrl: &'a [u8], blocks: &'a [(usize, Bytes)]) -> Runs<'a> {
+    Runs {
+        ctrl,
+        blocks,
+        prev: 0,
+        block: None,
+        done: false,
+    }
+}
+
+/// The iterator of [`runs`]: a plain state machine, since most writes are control bytes
+/// alone (a `have`, a request) and take two calls.
+pub(crate) struct Runs<'a> {
     ctrl: &'a [u8],
     blocks: &'a [(usize, Bytes)],
-) -> impl Iterator<Item = (&'a [u8], Option<&'a Bytes>)> {
-    let mut prev = 0;
-    let last = blocks.last().map_or(0, |(at, _)| *at);
-    blocks
-        .iter()
-        .flat_map(move |(at, b)| {
-            let before = &ctrl[prev..*at];
-            prev = *at;
-            [(before, None), (&b[..], Some(b))]
-        })
-        .chain(std::iter::once((&ctrl[last..], None)))
-        .filter(|(run, _)| !run.is_empty())
+    /// Where the control bytes not yet given start.
+    prev: usize,
+    /// The block to give after the control bytes just given.
+    block: Option<&'a Bytes>,
+    done: bool,
+}
+
+impl<'a> Iterator for Runs<'a> {
+    type Item = (&'a [u8], Option<&'a Bytes>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(b) = self.block.take() {
+                if !b.is_empty() {
+                    return Some((&b[..], Some(b)));
+                }
+            }
+            if let Some(((at, b), rest)) = self.blocks.split_first() {
+                self.blocks = rest;
+                let before = &self.ctrl[self.prev..*at];
+                self.prev = *at;
+                self.block = Some(b);
+                if !before.is_empty() {
+                    return Some((before, None));
+                }
+                continue;
+            }
+            if self.done {
+                return None;
+            }
+            self.done = true;
+            let rest = &self.ctrl[self.prev..];
+            return (!rest.is_empty()).then_some((rest, None));
+        }
+    }
 }
 
 impl Payload {
@@ -579,6 +614,36 @@ mod tests {
 
     use super::{INLINE, Payload};
     use bytes::Bytes;
+
+    /// The runs are the control bytes cut at each block's offset, each block after its cut,
+    /// and no run is empty.
+    #[test]
+    fn runs_splice_the_blocks_into_the_control_bytes() {
+        let ctrl: Vec<u8> = (0..10u8).collect();
+        let b = |n: usize, v: u8| Bytes::from(vec![v; n]);
+        let blocks = [
+            (0, b(2, 100)),
+            (4, b(3, 101)),
+            (4, b(1, 102)),
+            (6, b(0, 0)),
+            (10, b(2, 103)),
+        ];
+        let got: Vec<(Vec<u8>, bool)> = super::runs(&ctrl, &blocks)
+            .map(|(run, block)| (run.to_vec(), block.is_some()))
+            .collect();
+        let want = vec![
+            (vec![100, 100], true),
+            (vec![0, 1, 2, 3], false),
+            (vec![101; 3], true),
+            (vec![102], true),
+            (vec![4, 5], false),
+            (vec![6, 7, 8, 9], false),
+            (vec![103, 103], true),
+        ];
+        assert_eq!(got, want);
+        assert_eq!(super::runs(&ctrl, &[]).count(), 1);
+        assert_eq!(super::runs(&[], &[]).count(), 0);
+    }
 
     /// Any segment of a written stream carries exactly its bytes; a block whole inside a
     /// segment is shared, not copied; small segments are inline.
