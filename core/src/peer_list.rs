@@ -328,10 +328,10 @@ impl PeerList {
     /// The next address to dial, now marked connecting; `None` when no candidate is ready.
     /// Report the result with [`PeerList::connected`] or [`PeerList::connect_failed`].
     pub fn next_to_connect(&mut self, now: Instant) -> Option<SocketAddr> {
-        let (class, at, _, addr) = self.first?;
-        if class != 0 && at > now {
+        if !self.has_candidate(now) {
             return None;
         }
+        let (_, _, _, addr) = self.first?;
         self.set_state(addr, |e| e.state = State::Connecting);
         Some(addr)
     }

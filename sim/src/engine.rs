@@ -75,10 +75,10 @@
 //! cache while it works through its batch (10-15 % faster than time order across the
 //! shard's nodes, 1,000 nodes), and lets the shard read ahead what the batch's deliveries
 //! will touch, so that their cache misses overlap (`Shard::prefetch_node`); what goes to
-//! another shard waits in mailboxes, and the next window starts with each shard taking its mail in source-shard order. With a zero
-//! lookahead the windows are rounds at one instant. Everything global (pieces available,
-//! completions, failures, the series, the record's lines) is merged at the barrier between
-//! windows, in shard order. Checks that need another node's state use what was true when
+//! another shard waits in mailboxes, and the next window starts with each shard taking its
+//! mail in source-shard order. With a zero lookahead the windows are rounds at one instant.
+//! Everything global (pieces available, completions, failures, the series, the record's
+//! lines) is merged at the barrier between windows, in shard order. Checks that need another node's state use what was true when
 //! the window began: a leecher completing in a window cannot hold a piece the original seed
 //! sent in it (that takes `L`). The request check needs no other node: each node's half of
 //! a connection records what the other end's bytes announced as they are delivered, and a

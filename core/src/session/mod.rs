@@ -1113,7 +1113,8 @@ impl Session {
         // Most inputs leave the choker and the dialler with nothing to do: asked here, on the
         // torrent in hand, rather than by each looking the torrent up again to find that out.
         let choke_due = t.choke_dirty || t.choker.next_deadline() <= now;
-        let may_connect = t.conns.len() < self.config.max_connections_per_torrent
+        let may_connect = !choke_due
+            && t.conns.len() < self.config.max_connections_per_torrent
             && t.peers.has_candidate(now)
             && self.half_open < self.config.max_half_open
             && self.conns.len() < self.config.max_connections;
