@@ -78,8 +78,8 @@
 //! another shard waits in mailboxes, and the next window starts with each shard taking its
 //! mail in source-shard order. With a zero lookahead the windows are rounds at one instant.
 //! Everything global (pieces available, completions, failures, the series, the record's
-//! lines) is merged at the barrier between windows, in shard order. Checks that need another node's state use what was true when
-//! the window began: a leecher completing in a window cannot hold a piece the original seed
+//! lines) is merged at the barrier between windows, in shard order. Checks that need another
+//! node's state use what was true when the window began: a leecher completing in a window cannot hold a piece the original seed
 //! sent in it (that takes `L`). The request check needs no other node: each node's half of
 //! a connection records what the other end's bytes announced as they are delivered, and a
 //! request must name a piece announced there.
