@@ -62,27 +62,27 @@
 //! trace and counters; the tracker's events wait in a radix heap (`queue.rs`).
 //!
 //! Two lookaheads bound how soon anything reaches another entity: `L` between nodes (the
-//! smallest sum of two nodes' latencies) and `Lt` between a node and the tracker (the
-//! smallest node latency plus the tracker's; jitter only adds). The run proceeds in
-//! windows. With `N` the earliest time any node can still act (what is pending at nodes, or
-//! the earliest the tracker's answer to what is pending there can arrive) and `Tt` the same
-//! for the tracker, node shards process everything before `min(N + L, Tt + Lt)` and the
-//! tracker's shard everything before `N + Lt` (both also end at the next availability
-//! sample and at `max_time`), each in its own (time, sequence) order, including what it
-//! schedules for itself in that window (timers, wake-ups, departures). Whatever a node
-//! causes at another node or the tracker lands after the window: a shard runs its window
-//! node by node (all of one node's events, then the next node's), which keeps a Session in
-//! cache while it works through its batch (10-15 % faster than time order across the
-//! shard's nodes, 1,000 nodes), and lets the shard read ahead what the batch's deliveries
-//! will touch, so that their cache misses overlap (`Shard::prefetch_node`); what goes to
-//! another shard waits in mailboxes, and the next window starts with each shard taking its
-//! mail in source-shard order. With a zero lookahead the windows are rounds at one instant.
-//! Everything global (pieces available, completions, failures, the series, the record's
-//! lines) is merged at the barrier between windows, in shard order. Checks that need another
-//! node's state use what was true when the window began: a leecher completing in a window cannot hold a piece the original seed
-//! sent in it (that takes `L`). The request check needs no other node: each node's half of
-//! a connection records what the other end's bytes announced as they are delivered, and a
-//! request must name a piece announced there.
+//! smallest sum of two nodes' latencies) and `Lt` between a node and the tracker (the smallest
+//! node latency plus the tracker's; jitter only adds). The run proceeds in windows. With `N`
+//! the earliest time any node can still act (what is pending at nodes, or the earliest the
+//! tracker's answer to what is pending there can arrive) and `Tt` the same for the tracker,
+//! node shards process everything before `min(N + L, Tt + Lt)` and the tracker's shard
+//! everything before `N + Lt` (both also end at the next availability sample and at
+//! `max_time`), each in its own (time, sequence) order, including what it schedules for itself
+//! in that window (timers, wake-ups, departures). Whatever a node causes at another node or the
+//! tracker lands after the window: a shard runs its window node by node (all of one node's
+//! events, then the next node's), which keeps a Session in cache while it works through its
+//! batch (10-15 % faster than time order across the shard's nodes, 1,000 nodes), and lets the
+//! shard read ahead what the batch's deliveries will touch, so that their cache misses overlap
+//! (`Shard::prefetch_node`); what goes to another shard waits in mailboxes, and the next window
+//! starts with each shard taking its mail in source-shard order. With a zero lookahead the
+//! windows are rounds at one instant. Everything global (pieces available, completions,
+//! failures, the series, the record's lines) is merged at the barrier between windows, in shard
+//! order. Checks that need another node's state use what was true when the window began: a
+//! leecher completing in a window cannot hold a piece the original seed sent in it (that takes
+//! `L`). The request check needs no other node: each node's half of a connection records what
+//! the other end's bytes announced as they are delivered, and a request must name a piece
+//! announced there.
 //!
 //! Worker threads (`RunOptions::threads`) take shards one by one in each window and wait at
 //! a barrier; the leader merges between windows. Which thread runs a shard changes nothing:
